@@ -1,0 +1,350 @@
+//! The checked graph: what a graph file means once every check has passed.
+//!
+//! Loading goes in two stages, as in Vector and rustc: [`file`] reads the YAML into raw types
+//! that keep every position, then [`check`] validates them against each other, the state
+//! schema, the templates and the other graphs, collecting every problem. Only a graph with no
+//! errors becomes a [`Graph`]; code that holds one never checks it again.
+
+pub(crate) mod check;
+pub mod draw;
+pub(crate) mod file;
+pub(crate) mod json_schema;
+mod topology;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::diagnostic::{Diagnostic, normalize};
+use crate::nodes::NodeDef;
+use crate::state::{Field, Schemas};
+use crate::template::Templates;
+use crate::yaml::{Pos, Spanned};
+
+pub use file::GraphFile;
+
+/// The folders a graph reads from: its own (for subgraphs), `prompts/` and `schemas/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub prompts: PathBuf,
+    pub schemas: PathBuf,
+}
+
+impl Project {
+    /// The usual layout: `prompts/` and `schemas/` beside each other under `root`.
+    pub fn at(root: impl AsRef<Path>) -> Project {
+        let root = root.as_ref();
+        Project {
+            prompts: root.join("prompts"),
+            schemas: root.join("schemas"),
+        }
+    }
+}
+
+/// What loading may know beyond the files themselves.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Model aliases defined in the configuration. An alias a node uses that is not among
+    /// them gets a warning (a deployment may configure more); `None` skips the check.
+    pub models: Option<BTreeSet<String>>,
+}
+
+/// Loads and checks the graph file at `path`, and every subgraph it uses.
+///
+/// Returns the graph (with its warnings) when there is no error, and otherwise every error
+/// and warning found, sorted by file and position. Reads only `path`, the graph files beside
+/// it, and files under `project.prompts` and `project.schemas`; no network, no database.
+pub fn load(project: &Project, path: &Path) -> Result<Graph, Vec<Diagnostic>> {
+    load_with(project, path, &LoadOptions::default())
+}
+
+/// [`load`] with options.
+pub fn load_with(project: &Project, path: &Path, options: &LoadOptions) -> Result<Graph, Vec<Diagnostic>> {
+    let mut loader = Loader::new(project.clone(), options.clone());
+    let result = loader.load(path);
+    let mut diagnostics = loader.diagnostics;
+    normalize(&mut diagnostics);
+    match result {
+        Some(graph) if !diagnostics.iter().any(Diagnostic::is_error) => {
+            let mut graph = Arc::unwrap_or_clone(graph);
+            graph.warnings = diagnostics;
+            Ok(graph)
+        }
+        _ => Err(diagnostics),
+    }
+}
+
+/// Loads graphs and their subgraphs once each, and notices subgraphs that include themselves.
+pub(crate) struct Loader {
+    pub(crate) options: LoadOptions,
+    pub(crate) templates: Templates,
+    pub(crate) schemas: Schemas,
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Graphs loaded so far, by canonical path; `None` for one that had errors.
+    done: HashMap<PathBuf, Option<Arc<Graph>>>,
+    /// The graphs being loaded, outermost first.
+    stack: Vec<PathBuf>,
+}
+
+/// What [`Loader::subgraph`] found.
+pub(crate) enum SubgraphLookup {
+    Found(Arc<Graph>),
+    /// The file exists but has errors (reported in its own file).
+    Broken,
+    Missing,
+    /// Loading it would include a graph that is already being loaded: the cycle, by name.
+    Recursive(Vec<String>),
+}
+
+impl Loader {
+    pub(crate) fn new(project: Project, options: LoadOptions) -> Loader {
+        Loader {
+            options,
+            templates: Templates::new(project.prompts),
+            schemas: Schemas::new(project.schemas),
+            diagnostics: Vec::new(),
+            done: HashMap::new(),
+            stack: Vec::new(),
+        }
+    }
+
+    pub(crate) fn load(&mut self, path: &Path) -> Option<Arc<Graph>> {
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(done) = self.done.get(&key) {
+            return done.clone();
+        }
+        self.stack.push(key.clone());
+        let graph = self.load_uncached(path).map(Arc::new);
+        self.stack.pop();
+        self.done.insert(key, graph.clone());
+        graph
+    }
+
+    fn load_uncached(&mut self, path: &Path) -> Option<Graph> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) => {
+                self.diagnostics.push(Diagnostic::error(
+                    path,
+                    Pos::UNKNOWN,
+                    format!("cannot read graph file: {err}"),
+                ));
+                return None;
+            }
+        };
+        let file = match file::parse(&text) {
+            Ok(file) => file,
+            Err(errors) => {
+                let found = errors
+                    .into_iter()
+                    .map(|err| Diagnostic::error(path, err.pos, err.message).with_hint_opt(err.hint));
+                self.diagnostics.extend(found);
+                return None;
+            }
+        };
+        check::check(self, path, file)
+    }
+
+    /// The graph named `name` in the folder of the graph being loaded.
+    pub(crate) fn subgraph(&mut self, from: &Path, name: &str) -> SubgraphLookup {
+        let path = sibling(from, name);
+        if !path.is_file() {
+            return SubgraphLookup::Missing;
+        }
+        let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if let Some(start) = self.stack.iter().position(|open| *open == key) {
+            let mut cycle: Vec<String> = self.stack[start..].iter().map(|p| graph_name(p)).collect();
+            cycle.push(graph_name(&key));
+            return SubgraphLookup::Recursive(cycle);
+        }
+        match self.load(&path) {
+            Some(graph) => SubgraphLookup::Found(graph),
+            None => SubgraphLookup::Broken,
+        }
+    }
+
+    /// Graph names in the folder of `from`, for "did you mean" hints.
+    pub(crate) fn graph_names(&self, from: &Path) -> Vec<String> {
+        let dir = from.parent().unwrap_or(Path::new("."));
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| is_graph_file(path))
+            .map(|path| graph_name(&path))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+/// The path of graph `name` beside the graph file `from`.
+pub(crate) fn sibling(from: &Path, name: &str) -> PathBuf {
+    from.with_file_name(format!("{name}.yaml"))
+}
+
+/// A graph's name: its file name without `.yaml`.
+pub fn graph_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether `path` looks like a graph file (test cases and scripts are `*.<what>.yaml`).
+pub fn is_graph_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+        return false;
+    };
+    path.is_file() && name.ends_with(".yaml") && name.matches('.').count() == 1
+}
+
+/// A node's id: an identifier, unique in its graph, never `START` or `END`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn parse(id: &str) -> Result<NodeId, String> {
+        if id == "START" || id == "END" {
+            return Err(format!("`{id}` is reserved for the graph's entry and exit"));
+        }
+        if !is_identifier(id) {
+            return Err(format!(
+                "node id `{id}` is not an identifier (letters, digits and `_`, not starting with a digit)"
+            ));
+        }
+        Ok(NodeId(id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+pub(crate) fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Where an edge starts or ends.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Endpoint {
+    Start,
+    End,
+    Node(NodeId),
+}
+
+impl serde::Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Start => f.write_str("START"),
+            Endpoint::End => f.write_str("END"),
+            Endpoint::Node(id) => id.fmt(f),
+        }
+    }
+}
+
+/// Ordered conditions, first match wins, and where to go when none matches.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    pub cases: Vec<RouteCase>,
+    pub default: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteCase {
+    /// A minijinja expression over the state.
+    pub when: Spanned<String>,
+    pub to: Vec<Endpoint>,
+}
+
+impl Routes {
+    /// Every endpoint the routes can lead to, in order, without repeats.
+    pub fn targets(&self) -> Vec<&Endpoint> {
+        let mut targets: Vec<&Endpoint> = Vec::new();
+        let all = self.cases.iter().flat_map(|case| &case.to).chain(&self.default);
+        for target in all {
+            if !targets.contains(&target) {
+                targets.push(target);
+            }
+        }
+        targets
+    }
+}
+
+/// What happens when the sources of an edge have finished.
+#[derive(Debug, Clone)]
+pub enum Next {
+    /// All of these run next.
+    Static(Vec<Endpoint>),
+    /// The first matching route's targets run next.
+    Routes(Routes),
+}
+
+/// A resolved edge. With several sources, it fires once all of them have finished.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub from: Vec<Endpoint>,
+    pub next: Next,
+    pub pos: Pos,
+}
+
+/// A checked graph, ready to run.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    pub name: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    /// The most steps a run may take; `max_steps_set` tells whether the file said so.
+    pub max_steps: u32,
+    pub max_steps_set: bool,
+    /// Read-only values the caller provides to a run (such as the user's id).
+    pub context: IndexMap<String, Field>,
+    pub state: IndexMap<String, Field>,
+    pub input: Vec<String>,
+    pub output: Vec<String>,
+    pub nodes: IndexMap<NodeId, NodeDef>,
+    pub edges: Vec<Edge>,
+    /// Graphs used by `subgraph` nodes (also inside `map`), by name.
+    pub subgraphs: BTreeMap<String, Arc<Graph>>,
+    /// Every template used, by name, with the source it was checked with.
+    pub templates: BTreeMap<String, String>,
+    /// Every schema file used, by name, with its content.
+    pub schemas: BTreeMap<String, Arc<Value>>,
+    /// Warnings found while loading (errors prevent a `Graph`).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Default bound on the number of steps of a run.
+pub const DEFAULT_MAX_STEPS: u32 = 100;
+
+impl Graph {
+    pub fn node(&self, id: &str) -> Option<&NodeDef> {
+        self.nodes.get(id)
+    }
+}

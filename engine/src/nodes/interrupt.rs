@@ -1,0 +1,46 @@
+//! `interrupt`: pauses the run, hands a payload to the caller, resumes with the answer.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Assignments, NodeKind, SchemaRef};
+use crate::graph::check::{NodeCx, WritesDefault};
+
+/// Pauses the run and hands `payload` to the caller; the run resumes here with the caller's
+/// answer as `output`.
+///
+/// ```yaml
+/// confirm:
+///   kind: interrupt
+///   payload: { question: "'Save this goal?'", goal: draft_goal }
+///   response_schema: { type: boolean }
+///   writes: { confirmed: output }
+/// ```
+///
+/// Payload values are expressions: a literal text needs quotes inside the YAML string.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InterruptNode {
+    /// What the caller is shown: name → minijinja expression over the state.
+    #[serde(default)]
+    pub payload: Assignments,
+    /// The JSON Schema the answer must match.
+    #[serde(default)]
+    pub response_schema: Option<super::SchemaRef>,
+    /// State field → minijinja expression over `output` (the answer).
+    #[serde(default)]
+    pub writes: Option<Assignments>,
+}
+
+impl NodeKind for InterruptNode {
+    fn check(&self, cx: &mut NodeCx<'_, '_>) {
+        for expression in self.payload.values() {
+            cx.expression(expression, &[]);
+        }
+        let schema = self
+            .response_schema
+            .as_ref()
+            .and_then(|schema: &SchemaRef| cx.schema(schema));
+        cx.writes(self.writes.as_ref(), schema.as_ref(), WritesDefault::Properties);
+    }
+}

@@ -1,0 +1,78 @@
+//! `subgraph`: runs another graph file with its own state.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::{Assignments, NodeKind};
+use crate::diagnostic::did_you_mean;
+use crate::graph::check::{NodeCx, WritesDefault};
+use crate::yaml::{Spanned, backticked};
+
+/// Runs another graph, with its own state, as one step of this one.
+///
+/// ```yaml
+/// database:
+///   kind: subgraph
+///   graph: database_agent
+///   input: { question: "messages | last" }
+///   writes: { rows: output.rows, answer: output.answer }
+/// ```
+///
+/// `graph` names a graph file beside this one (`database_agent.yaml`). `input` gives the
+/// subgraph's input fields from expressions over this graph's state. `output` holds the
+/// subgraph's output fields; unless `writes` says otherwise, each goes to the field of the
+/// same name here.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubgraphNode {
+    /// The name of a graph file in the same folder, without `.yaml`.
+    pub graph: Spanned<String>,
+    /// The subgraph's input field → minijinja expression over this graph's state.
+    #[serde(default)]
+    pub input: Assignments,
+    /// State field → minijinja expression over `output` (the subgraph's outputs).
+    #[serde(default)]
+    pub writes: Option<Assignments>,
+}
+
+impl NodeKind for SubgraphNode {
+    fn check(&self, cx: &mut NodeCx<'_, '_>) {
+        for expression in self.input.values() {
+            cx.expression(expression, &[]);
+        }
+        let Some(graph) = cx.subgraph(&self.graph) else {
+            return;
+        };
+        for name in self.input.keys() {
+            if !graph.input.contains(&name.value) {
+                let message = format!("`{name}` is not an input of graph `{}`", graph.name);
+                let hint = did_you_mean(name, graph.input.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("its inputs are {}", backticked(&graph.input)));
+                cx.error_hint(name.pos, &message, &hint);
+            }
+        }
+        for input in &graph.input {
+            let given = self.input.contains_key(input.as_str());
+            let has_default = graph
+                .state
+                .get(input)
+                .is_some_and(|field| field.default_value().is_some());
+            if !given && !has_default {
+                let message = format!("input `{input}` of graph `{}` is not given", graph.name);
+                let hint = format!(
+                    "add it to `input`, or give the field a `default` in `{}`",
+                    graph.file.display()
+                );
+                cx.warning_hint(self.graph.pos, &message, &hint);
+            }
+        }
+        let properties: Map<String, Value> = graph
+            .output
+            .iter()
+            .map(|name| (name.clone(), graph.state[name].schema.clone()))
+            .collect();
+        let output = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+        cx.writes(self.writes.as_ref(), Some(&output), WritesDefault::Properties);
+    }
+}

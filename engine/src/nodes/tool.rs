@@ -1,0 +1,129 @@
+//! `tool`: calls a built-in function, registered by name.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::{Assignments, NodeKind};
+use crate::diagnostic::did_you_mean;
+use crate::graph::check::{NodeCx, WritesDefault};
+use crate::yaml::{Pos, Spanned, backticked};
+
+/// Calls a built-in function with arguments computed from the state.
+///
+/// ```yaml
+/// today:
+///   kind: tool
+///   tool: now
+///   writes: { today: output }
+/// ```
+///
+/// The tools and their arguments are listed in `graphs/README.md`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolNode {
+    /// The tool's name; see the list of tools in `graphs/README.md`.
+    pub tool: Spanned<String>,
+    /// Argument → minijinja expression over the state.
+    #[serde(default)]
+    pub args: Assignments,
+    /// State field → minijinja expression over `output` (and the state).
+    #[serde(default)]
+    pub writes: Option<Assignments>,
+}
+
+/// A built-in tool as the checker sees it: its arguments and the shape of its output.
+#[derive(Debug)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Arguments it cannot do without.
+    pub required: &'static [&'static str],
+    /// Whether it takes arguments of any other name too.
+    pub open: bool,
+    /// Its output is an object with one key per argument (rather than a text).
+    pub echoes_args: bool,
+}
+
+/// Every built-in tool.
+pub const TOOLS: &[ToolSpec] = &[
+    ToolSpec {
+        name: "now",
+        description: "The current time, as an RFC 3339 text in UTC.",
+        required: &[],
+        open: false,
+        echoes_args: false,
+    },
+    ToolSpec {
+        name: "set",
+        description: "Returns its arguments, so each is written to the state field of the same name.",
+        required: &[],
+        open: true,
+        echoes_args: true,
+    },
+    ToolSpec {
+        name: "format",
+        description: "Renders `template` (a minijinja text) with the other arguments and the state.",
+        required: &["template"],
+        open: true,
+        echoes_args: false,
+    },
+];
+
+impl NodeKind for ToolNode {
+    fn check(&self, cx: &mut NodeCx<'_, '_>) {
+        for expression in self.args.values() {
+            cx.expression(expression, &[]);
+        }
+        let Some(spec) = TOOLS.iter().find(|spec| spec.name == self.tool.as_str()) else {
+            let names: Vec<&str> = TOOLS.iter().map(|spec| spec.name).collect();
+            let hint = did_you_mean(&self.tool, names.iter().copied())
+                .unwrap_or_else(|| format!("the tools are {}", backticked(&names)));
+            cx.error_hint(
+                self.tool.pos,
+                &format!("unknown tool `{}`", self.tool.value),
+                &hint,
+            );
+            return;
+        };
+        check_args(cx, spec, &self.args, self.tool.pos);
+        if spec.echoes_args {
+            let properties: Map<String, Value> = self
+                .args
+                .keys()
+                .map(|name| (name.value.clone(), json!({})))
+                .collect();
+            let output = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+            cx.writes(self.writes.as_ref(), Some(&output), WritesDefault::Properties);
+        } else {
+            let hint = "`writes: { <field>: output }` stores the result";
+            cx.writes(
+                self.writes.as_ref(),
+                Some(&json!({ "type": "string" })),
+                WritesDefault::Required(hint),
+            );
+        }
+    }
+}
+
+fn check_args(cx: &mut NodeCx<'_, '_>, spec: &ToolSpec, args: &Assignments, tool_pos: Pos) {
+    for name in args.keys() {
+        if !spec.open && !spec.required.contains(&name.as_str()) {
+            let message = format!("tool `{}` has no argument `{name}`", spec.name);
+            let hint =
+                did_you_mean(name, spec.required.iter().copied()).unwrap_or_else(|| match spec.required {
+                    [] => "it takes no arguments".to_owned(),
+                    names => format!("its arguments are {}", backticked(names)),
+                });
+            cx.error_hint(name.pos, &message, &hint);
+        }
+    }
+    for arg in spec.required {
+        if !args.contains_key(*arg) {
+            cx.error(
+                tool_pos,
+                &format!("tool `{}` needs the argument `{arg}`", spec.name),
+            );
+        }
+    }
+}

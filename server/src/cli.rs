@@ -1,0 +1,3 @@
+//! The subcommands, one module per group.
+
+pub(crate) mod graph;

@@ -1,0 +1,44 @@
+//! `finch`: the command line (and, later, the HTTP server) of Finch.
+//!
+//! One binary with subcommands, as crates.io and Vector do. This file only parses arguments
+//! and dispatches; each command group lives in `cli/`.
+
+mod cli;
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Finch: a personal-finance assistant built on agent graphs that live in files.
+#[derive(Debug, Parser)]
+#[command(name = "finch", version, about)]
+struct Args {
+    /// The configuration file (model aliases and providers).
+    #[arg(long, global = true, env = "FINCH_CONFIG", default_value = "finch.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check, draw and describe graph files.
+    #[command(subcommand)]
+    Graph(cli::graph::GraphCommand),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Graph(command) => cli::graph::run(command, &args.config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
