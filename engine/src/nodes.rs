@@ -233,18 +233,12 @@ impl NodeFile {
             .partition(|(key, _)| key.as_str().is_some_and(|key| COMMON_KEYS.contains(&key)));
         let common = from_node::<NodeCommon>(&body.with_entries(common));
         let node = Node::parse(kind, &body.with_entries(specific));
-        match (common, node) {
-            (Ok(common), Ok(node)) => Ok(NodeFile {
-                pos: body.pos,
-                common,
-                node,
-            }),
-            (common, node) => Err(common
-                .err()
-                .into_iter()
-                .chain(node.err().into_iter().flatten())
-                .collect()),
-        }
+        let (common, node) = yaml::both(common, node)?;
+        Ok(NodeFile {
+            pos: body.pos,
+            common,
+            node,
+        })
     }
 }
 

@@ -220,6 +220,21 @@ impl Error {
     }
 }
 
+/// Both results, or every error of either: for a value read in two independent parts.
+pub(crate) fn both<A, B>(
+    first: Result<A, Error>,
+    second: Result<B, Vec<Error>>,
+) -> Result<(A, B), Vec<Error>> {
+    match (first, second) {
+        (Ok(first), Ok(second)) => Ok((first, second)),
+        (first, second) => Err(first
+            .err()
+            .into_iter()
+            .chain(second.err().into_iter().flatten())
+            .collect()),
+    }
+}
+
 /// "did you mean …?" when a candidate is close, otherwise the list of valid ones.
 pub(crate) fn suggestion(name: &str, candidates: &[&str]) -> String {
     match closest(name, candidates.iter().copied()) {

@@ -74,19 +74,13 @@ impl MapNode {
                     .hint("add `node:`, the node to run for each item"),
             ]),
         };
-        match (settings, inner) {
-            (Ok(settings), Ok(inner)) => Ok(MapNode {
-                over: settings.over,
-                item: settings.item,
-                max_concurrency: settings.max_concurrency,
-                node: Box::new(inner),
-            }),
-            (settings, inner) => Err(settings
-                .err()
-                .into_iter()
-                .chain(inner.err().into_iter().flatten())
-                .collect()),
-        }
+        let (settings, inner) = yaml::both(settings, inner)?;
+        Ok(MapNode {
+            over: settings.over,
+            item: settings.item,
+            max_concurrency: settings.max_concurrency,
+            node: Box::new(inner),
+        })
     }
 }
 
