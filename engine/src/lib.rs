@@ -12,6 +12,7 @@
 
 pub mod diagnostic;
 pub mod graph;
+pub mod llm;
 pub mod nodes;
 pub mod state;
 pub mod template;

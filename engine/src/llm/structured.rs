@@ -1,0 +1,134 @@
+//! Replies that must be JSON matching a schema: parsed, validated, and repaired once.
+//!
+//! Whatever the provider promises, a reply is checked against the node's output schema. When it
+//! is not JSON, or not the JSON the schema describes, the model gets one more turn with the
+//! problem spelled out; a second bad reply fails the node with that problem.
+
+use serde_json::Value;
+
+use super::{LlmClient, LlmError, LlmRequest, LlmResponse, Message, Role, TokenSink};
+
+/// A structured reply and the calls it took (one, or two after a repair).
+#[derive(Debug, Clone)]
+pub struct JsonReply {
+    pub value: Value,
+    pub calls: Vec<LlmResponse>,
+}
+
+/// Why a structured reply could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StructuredError {
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error(
+        "{provider} model `{model}` answered twice with JSON that does not fit the output schema: {problem}"
+    )]
+    Invalid {
+        provider: String,
+        model: String,
+        problem: String,
+        /// The calls made, both replies included.
+        calls: Vec<LlmResponse>,
+    },
+}
+
+/// Asks for JSON matching `schema` (the request's `output_schema`), with one repair round.
+pub async fn complete_json(
+    client: &dyn LlmClient,
+    request: &LlmRequest,
+    schema: &jsonschema::Validator,
+    tokens: Option<&TokenSink>,
+) -> Result<JsonReply, StructuredError> {
+    let first = client.complete(request, tokens).await?;
+    let problem = match check(&first.text, schema) {
+        Ok(value) => {
+            return Ok(JsonReply {
+                value,
+                calls: vec![first],
+            });
+        }
+        Err(problem) => problem,
+    };
+    let mut repair = request.clone();
+    repair
+        .messages
+        .push(Message::new(Role::Assistant, first.text.clone()));
+    repair.messages.push(Message::new(
+        Role::User,
+        format!(
+            "That reply cannot be used: {problem}. Answer again with only the JSON value, \
+             no other text, matching the JSON Schema you were given."
+        ),
+    ));
+    let second = client.complete(&repair, tokens).await?;
+    match check(&second.text, schema) {
+        Ok(value) => Ok(JsonReply {
+            value,
+            calls: vec![first, second],
+        }),
+        Err(problem) => Err(StructuredError::Invalid {
+            provider: second.provider.clone(),
+            model: second.model.clone(),
+            problem,
+            calls: vec![first, second],
+        }),
+    }
+}
+
+/// Parses a reply as JSON (a Markdown code fence around it is tolerated) and validates it.
+pub fn check(text: &str, schema: &jsonschema::Validator) -> Result<Value, String> {
+    let json = strip_fence(text.trim());
+    let value: Value = serde_json::from_str(json).map_err(|err| format!("it is not valid JSON ({err})"))?;
+    let problems: Vec<String> = schema
+        .iter_errors(&value)
+        .take(3)
+        .map(|err| match err.instance_path().as_str() {
+            "" => err.to_string(),
+            path => format!("at `{path}`: {err}"),
+        })
+        .collect();
+    match problems.is_empty() {
+        true => Ok(value),
+        false => Err(format!("it does not match the schema ({})", problems.join("; "))),
+    }
+}
+
+fn strip_fence(text: &str) -> &str {
+    let Some(rest) = text.strip_prefix("```") else {
+        return text;
+    };
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+    rest.strip_suffix("```").unwrap_or(rest).trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn validator() -> jsonschema::Validator {
+        jsonschema::validator_for(&json!({
+            "type": "object", "properties": { "route": { "enum": ["chat", "database"] } }, "required": ["route"]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn accepts_json_in_a_code_fence() {
+        assert_eq!(
+            check("```json\n{\"route\": \"chat\"}\n```", &validator()),
+            Ok(json!({"route": "chat"}))
+        );
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        let err = check("{\"route\": \"sql\"}", &validator()).unwrap_err();
+        assert!(
+            err.starts_with("it does not match the schema (at `/route`:"),
+            "{err}"
+        );
+        let err = check("chat", &validator()).unwrap_err();
+        assert!(err.starts_with("it is not valid JSON"), "{err}");
+    }
+}
