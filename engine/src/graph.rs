@@ -227,6 +227,13 @@ impl NodeId {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<NodeId, D::Error> {
+        let id = String::deserialize(deserializer)?;
+        NodeId::parse(&id).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -338,6 +345,23 @@ pub struct Graph {
     pub schemas: BTreeMap<String, Arc<Value>>,
     /// Warnings found while loading (errors prevent a `Graph`).
     pub warnings: Vec<Diagnostic>,
+    /// Compiled schemas, ready to validate writes and replies.
+    pub(crate) compiled: Arc<Compiled>,
+}
+
+/// What a checked graph compiles once: validators and the template environment.
+#[derive(Debug, Default)]
+pub(crate) struct Compiled {
+    /// Each state field's schema.
+    pub(crate) state: BTreeMap<String, jsonschema::Validator>,
+    /// Each context field's schema.
+    pub(crate) context: BTreeMap<String, jsonschema::Validator>,
+    /// A node's `output_schema` or `response_schema`.
+    pub(crate) nodes: BTreeMap<NodeId, jsonschema::Validator>,
+    /// The same schemas with file references inlined, as sent to models.
+    pub(crate) node_schemas: BTreeMap<NodeId, Value>,
+    /// The graph's templates, by name.
+    pub(crate) templates: minijinja::Environment<'static>,
 }
 
 /// Default bound on the number of steps of a run.
@@ -347,4 +371,25 @@ impl Graph {
     pub fn node(&self, id: &str) -> Option<&NodeDef> {
         self.nodes.get(id)
     }
+
+    /// The graph holding the node at `path` (`maker/confirm` is in the subgraph of `maker`),
+    /// and the node's id there.
+    pub(crate) fn locate<'g>(&'g self, path: &'g str) -> Option<(&'g Graph, &'g str)> {
+        match path.split_once('/') {
+            None => self.nodes.contains_key(path).then_some((self, path)),
+            Some((first, rest)) => {
+                let node = self.nodes.get(first)?;
+                let name = match &node.node {
+                    crate::nodes::Node::Subgraph(subgraph) => &subgraph.graph.value,
+                    _ => return None,
+                };
+                self.subgraphs.get(name)?.locate(rest)
+            }
+        }
+    }
+}
+
+/// The cycle through `node`, drawn as `a → b → a`, if it is on one.
+pub(crate) fn cycle_through(graph: &Graph, node: &NodeId) -> Option<String> {
+    topology::cycle_through(graph, node)
 }

@@ -10,10 +10,12 @@
 // The engine reports through return values and events, never by printing.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod cases;
 pub mod diagnostic;
 pub mod graph;
 pub mod llm;
 pub mod nodes;
+pub mod run;
 pub mod state;
 pub mod template;
 pub mod yaml;

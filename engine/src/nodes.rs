@@ -15,6 +15,7 @@ mod tool;
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use indexmap::IndexMap;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 use crate::graph::NodeId;
 use crate::graph::check::NodeCx;
+use crate::run::{NodeError, RunCx, Write};
 use crate::yaml::{self, Error, Pos, Spanned, from_node};
 
 pub use interrupt::InterruptNode;
@@ -58,6 +60,9 @@ pub(crate) trait NodeKind {
     /// Checks that need no network or database: pushes problems, never stops early, and
     /// records the fields the node writes (through [`NodeCx::writes`]).
     fn check(&self, cx: &mut NodeCx<'_, '_>);
+
+    /// Runs the node on the step's state and returns what it writes.
+    async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError>;
 }
 
 /// What every node may set, whatever its kind.
@@ -203,6 +208,22 @@ impl Node {
             Node::Interrupt(node) => node.check(cx),
             Node::Tool(node) => node.check(cx),
         }
+    }
+
+    /// Runs the node once (no timeout, no retry: see `run::task`). Boxed, because a `map`
+    /// runs a node inside itself.
+    pub(crate) fn run<'a>(&'a self, cx: &'a RunCx<'_>) -> BoxFuture<'a, Result<Vec<Write>, NodeError>> {
+        Box::pin(async move {
+            match self {
+                Node::Llm(node) => node.run(cx).await,
+                Node::Router(node) => node.run(cx).await,
+                Node::Sql(node) => node.run(cx).await,
+                Node::Subgraph(node) => node.run(cx).await,
+                Node::Map(node) => node.run(cx).await,
+                Node::Interrupt(node) => node.run(cx).await,
+                Node::Tool(node) => node.run(cx).await,
+            }
+        })
     }
 
     /// Whether the node does work that can be timed out and retried.

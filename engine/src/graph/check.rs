@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
 
 use super::file::{FieldFile, GraphFile};
-use super::{DEFAULT_MAX_STEPS, Graph, Loader, NodeId, graph_name, is_identifier, topology};
+use super::{Compiled, DEFAULT_MAX_STEPS, Graph, Loader, NodeId, graph_name, is_identifier, topology};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::nodes::{Node, NodeCommon, NodeDef};
 use crate::state::{Field, Reducer, declared_types};
@@ -55,6 +55,7 @@ pub(crate) struct Checker<'l> {
     pub(crate) broken_ids: BTreeSet<String>,
     /// An error was found in this graph or in a graph it uses.
     pub(crate) failed: bool,
+    pub(crate) compiled: Compiled,
 }
 
 /// Checks a parsed graph file; `None` when it has errors (all reported to the loader).
@@ -72,6 +73,7 @@ pub(crate) fn check(loader: &mut Loader, path: &Path, file: GraphFile) -> Option
         schemas: BTreeSet::new(),
         broken_ids: BTreeSet::new(),
         failed: false,
+        compiled: Compiled::default(),
     };
     checker.context = checker.fields(&file.context, true);
     checker.state = checker.fields(&file.state, false);
@@ -98,6 +100,22 @@ pub(crate) fn check(loader: &mut Loader, path: &Path, file: GraphFile) -> Option
         let content = checker.loader.schemas.loaded().get(name)?;
         Some((name.clone(), content.clone()))
     });
+    let templates: BTreeMap<String, String> = templates.collect();
+    let mut compiled = std::mem::take(&mut checker.compiled);
+    compiled.templates = crate::template::environment();
+    for (name, source) in &templates {
+        if let Err(err) = compiled
+            .templates
+            .add_template_owned(name.clone(), source.clone())
+        {
+            checker.error(
+                Pos::UNKNOWN,
+                format!("template `{name}` does not compile: {err}"),
+                None,
+            );
+            return None;
+        }
+    }
     Some(Graph {
         name: graph_name(path),
         file: path.to_path_buf(),
@@ -107,8 +125,9 @@ pub(crate) fn check(loader: &mut Loader, path: &Path, file: GraphFile) -> Option
             .as_ref()
             .map_or(DEFAULT_MAX_STEPS, |steps| steps.value),
         max_steps_set: file.max_steps.is_some(),
-        templates: templates.collect(),
+        templates,
         schemas: schemas.collect(),
+        compiled: Arc::new(compiled),
         context: checker.context,
         state: checker.state,
         input,
@@ -176,13 +195,20 @@ impl Checker<'_> {
                     None,
                 );
             }
-            self.field_schema(&field, file.pos);
+            if let Some(validator) = self.field_schema(&field, file.pos) {
+                let compiled = match context {
+                    true => &mut self.compiled.context,
+                    false => &mut self.compiled.state,
+                };
+                compiled.insert(name.value.clone(), validator);
+            }
             checked.insert(name.value.clone(), field);
         }
         checked
     }
 
-    fn field_schema(&mut self, field: &Field, pos: Pos) {
+    /// Checks a field's schema (and its reducer and default against it); returns it compiled.
+    fn field_schema(&mut self, field: &Field, pos: Pos) -> Option<jsonschema::Validator> {
         let name = field.name.as_str();
         let validator = match self.loader.schemas.compile(&field.schema) {
             Ok((validator, files)) => {
@@ -195,7 +221,7 @@ impl Checker<'_> {
                     format!("field `{name}` has an invalid schema: {message}"),
                     None,
                 );
-                return;
+                return None;
             }
         };
         let resolved = self
@@ -221,6 +247,7 @@ impl Checker<'_> {
             self.error(pos, message, None);
         }
         self.resolved.insert(name.to_owned(), resolved);
+        Some(validator)
     }
 
     /// `input:` and `output:`: each must name a state field.

@@ -364,3 +364,14 @@ fn next_endpoints(next: &Next) -> Box<dyn Iterator<Item = &Endpoint> + '_> {
         Next::Routes(routes) => Box::new(routes.targets().into_iter()),
     }
 }
+
+/// The cycle through `node` in a checked graph, as `a → b → a`, if it is on one.
+pub(crate) fn cycle_through(graph: &super::Graph, node: &NodeId) -> Option<String> {
+    let shape = Shape::new(&graph.nodes, &graph.edges);
+    let index = shape.index[&Endpoint::Node(node.clone())];
+    let component = petgraph::algo::tarjan_scc(&shape.graph)
+        .into_iter()
+        .find(|c| c.contains(&index))?;
+    let is_cycle = component.len() > 1 || shape.graph.contains_edge(index, index);
+    is_cycle.then(|| shape.cycle_path(node, &component))
+}

@@ -4,7 +4,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Assignments, NodeKind, SchemaRef};
+use serde_json::Value;
+
 use crate::graph::check::{NodeCx, WritesDefault};
+use crate::run::{NodeError, Resume, RunCx, Waiting, Write};
 
 /// Pauses the run and hands `payload` to the caller; the run resumes here with the caller's
 /// answer as `output`.
@@ -42,5 +45,20 @@ impl NodeKind for InterruptNode {
             .as_ref()
             .and_then(|schema: &SchemaRef| cx.schema(schema));
         cx.writes(self.writes.as_ref(), schema.as_ref(), WritesDefault::Properties);
+    }
+
+    /// The first time, evaluates the payload and waits; resumed, writes the answer (which
+    /// `Engine::resume` has validated against `response_schema`).
+    async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
+        if let Resume::Answer(answer) = &cx.resume {
+            return cx.writes(self.writes.as_ref(), answer.clone(), WritesDefault::Properties);
+        }
+        let mut payload = serde_json::Map::new();
+        for (name, expression) in &self.payload {
+            payload.insert(name.value.clone(), cx.eval(expression)?);
+        }
+        Err(NodeError::Wait(Waiting::Interrupt {
+            payload: Value::Object(payload),
+        }))
     }
 }

@@ -7,7 +7,12 @@ use serde_json::json;
 
 use super::{Assignments, NodeKind, SchemaRef};
 use crate::graph::check::{Local, NodeCx, WritesDefault};
+use crate::llm::structured::{JsonReply, StructuredError, complete_json};
+use crate::llm::{LlmError, LlmRequest, LlmResponse, Message, Role, TokenSink};
+use crate::run::{Event, NodeError, RunCx, Write};
 use crate::yaml::Spanned;
+use serde_json::Value;
+use std::sync::Arc;
 
 /// Calls a language model.
 ///
@@ -88,6 +93,40 @@ impl NodeKind for LlmNode {
         };
         cx.writes(self.writes.as_ref(), schema.as_ref(), default);
     }
+
+    async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
+        let request = self.request(cx)?;
+        let sink = token_sink(cx);
+        let llm = &*cx.engine.llm;
+        let output = match cx.graph.compiled.nodes.get(cx.id) {
+            Some(schema) => {
+                let reply = complete_json(llm, &request, schema, Some(&sink)).await;
+                let (value, calls) = match reply {
+                    Ok(JsonReply { value, calls }) => (Ok(value), calls),
+                    Err(StructuredError::Llm(err)) => return Err(llm_failure(err)),
+                    Err(err @ StructuredError::Invalid { .. }) => {
+                        let StructuredError::Invalid { calls, .. } = &err else {
+                            unreachable!()
+                        };
+                        (Err(NodeError::failed(err.to_string())), calls.clone())
+                    }
+                };
+                record(cx, &request, calls);
+                value?
+            }
+            None => {
+                let response = llm.complete(&request, Some(&sink)).await.map_err(llm_failure)?;
+                let text = response.text.clone();
+                record(cx, &request, vec![response]);
+                Value::String(text)
+            }
+        };
+        let default = match self.output_schema {
+            Some(_) => WritesDefault::Properties,
+            None => WritesDefault::Required(""),
+        };
+        cx.writes(self.writes.as_ref(), output, default)
+    }
 }
 
 impl<'de> Deserialize<'de> for Prompt {
@@ -163,5 +202,73 @@ impl JsonSchema for Prompt {
                 },
             ],
         })
+    }
+}
+
+impl LlmNode {
+    /// The messages for this run: system, history, user.
+    fn request(&self, cx: &RunCx<'_>) -> Result<LlmRequest, NodeError> {
+        let mut scope = cx.scope.clone();
+        for (name, expression) in &self.input {
+            scope = scope.with(name, &cx.eval(expression)?);
+        }
+        let mut messages = Vec::new();
+        if let Some(system) = &self.prompt.system {
+            messages.push(Message::new(Role::System, cx.render(&scope, system)?));
+        }
+        if let Some(history) = &self.prompt.history {
+            messages.extend(history_messages(cx.scope.state().get(history.as_str()), history)?);
+        }
+        if let Some(user) = &self.prompt.user {
+            messages.push(Message::new(Role::User, cx.render(&scope, user)?));
+        }
+        Ok(LlmRequest {
+            node: cx.path.clone(),
+            model: self.model.value.clone(),
+            messages,
+            output_schema: cx.graph.compiled.node_schemas.get(cx.id).cloned(),
+        })
+    }
+}
+
+/// Earlier messages from a state field of `[{role, content}]`.
+fn history_messages(value: Option<&Value>, field: &str) -> Result<Vec<Message>, NodeError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    serde_json::from_value(value.clone()).map_err(|err| {
+        NodeError::failed(format!(
+            "`history` field `{field}` is not a list of {{role, content}} messages: {err}"
+        ))
+    })
+}
+
+/// Streams the model's text as `token` events.
+fn token_sink(cx: &RunCx<'_>) -> TokenSink {
+    let events = cx.events.clone();
+    let node = cx.path.clone();
+    Arc::new(move |text: &str| {
+        events.emit(Event::Token {
+            node: node.clone(),
+            text: text.to_owned(),
+        })
+    })
+}
+
+/// Reports each call, so it can be recorded with the step.
+fn record(cx: &RunCx<'_>, request: &LlmRequest, calls: Vec<LlmResponse>) {
+    for response in calls {
+        cx.emit(Event::LlmCall {
+            node: cx.path.clone(),
+            request: request.clone(),
+            response,
+        });
+    }
+}
+
+fn llm_failure(err: LlmError) -> NodeError {
+    NodeError::Failed {
+        retryable: err.is_retryable(),
+        message: err.to_string(),
     }
 }

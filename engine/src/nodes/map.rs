@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Node, NodeFile, NodeKind};
 use crate::graph::check::{Local, NodeCx};
+use crate::run::{NodeError, Resume, RunCx, Write, run_node};
 use crate::yaml::{self, Error, Spanned, from_node};
+use futures::StreamExt;
+use serde_json::Value;
 
 /// Runs `node` once per item of the list `over`, at most `max_concurrency` at a time. Every
 /// run's writes are merged by the fields' reducers, in the order of the items, so the fields
@@ -52,6 +55,9 @@ struct Settings {
 }
 
 const INNER_KINDS: &[&str] = &["llm", "sql", "subgraph", "tool"];
+
+/// Items run at once when `max_concurrency` is not given.
+const DEFAULT_CONCURRENCY: u32 = 4;
 
 impl MapNode {
     pub fn item_name(&self) -> &str {
@@ -118,6 +124,46 @@ impl NodeKind for MapNode {
             cx.common(&inner.common, &inner.node);
             inner.node.check(cx);
         });
+    }
+
+    /// Runs the inner node per item, at most `max_concurrency` at once; writes in item order.
+    async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
+        let items = match cx.eval(&self.over)? {
+            Value::Array(items) => items,
+            other => {
+                let message = format!("`over` gave {}, not a list", crate::state::kind(&other));
+                return Err(NodeError::failed(message));
+            }
+        };
+        let limit = self
+            .max_concurrency
+            .as_ref()
+            .map_or(DEFAULT_CONCURRENCY, |limit| limit.value) as usize;
+        let inner = &self.node;
+        let runs = items.into_iter().enumerate().map(|(index, item)| {
+            let mut item_cx = cx.clone();
+            item_cx.path = format!("{}[{index}]", cx.path);
+            item_cx.scope = cx
+                .scope
+                .with(self.item_name(), &item)
+                .with("index", &Value::from(index));
+            item_cx.resume = Resume::Fresh;
+            async move { run_node(&item_cx, &inner.common, &inner.node).await }
+        });
+        let results: Vec<_> = futures::stream::iter(runs).buffered(limit.max(1)).collect().await;
+        let mut writes = Vec::new();
+        for result in results {
+            match result {
+                Ok(item_writes) => writes.extend(item_writes),
+                Err(NodeError::Wait(_)) => {
+                    return Err(NodeError::failed(
+                        "a run inside a `map` cannot wait for an answer",
+                    ));
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        Ok(writes)
     }
 }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::NodeKind;
 use crate::graph::check::NodeCx;
 use crate::graph::file::{RouteFile, Targets};
+use crate::run::{NodeError, RunCx, Write};
 use crate::yaml::Spanned;
 
 /// Chooses where to go next: the first route whose `when` holds, else `default`.
@@ -41,5 +42,10 @@ impl NodeKind for RouterNode {
         for route in &self.routes {
             cx.expression(&route.when, &[]);
         }
+    }
+
+    /// Writes nothing: its routes are evaluated with the other edges, on the merged state.
+    async fn run(&self, _cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
+        Ok(Vec::new())
     }
 }

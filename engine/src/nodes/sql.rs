@@ -4,9 +4,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod rows;
+
 use super::{Assignments, NodeKind};
 use crate::graph::check::{NodeCx, WritesDefault};
+use crate::run::{NodeError, RunCx, Write};
 use crate::yaml::Spanned;
+use serde_json::Value;
 
 /// Runs one SQL statement with parameters bound from the state.
 ///
@@ -97,6 +101,46 @@ impl NodeKind for SqlNode {
             "additionalProperties": false,
         });
         cx.writes(self.writes.as_ref(), Some(&output), WritesDefault::Nothing);
+    }
+
+    /// Binds the parameters and runs the statement on the engine's database.
+    async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
+        let Some(pool) = &cx.engine.db else {
+            return Err(NodeError::failed(
+                "this `sql` node needs a database, and the run has none",
+            ));
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.query.value.clone()));
+        for param in &self.params {
+            query = rows::bind(query, cx.eval(param)?);
+        }
+        let returns_rows =
+            self.mode == SqlMode::Read || self.query.to_ascii_lowercase().contains("returning");
+        let output = if returns_rows {
+            let rows = query.fetch_all(pool).await.map_err(database_failure)?;
+            let rows: Vec<Value> = rows
+                .iter()
+                .map(rows::row_to_json)
+                .collect::<Result<_, _>>()
+                .map_err(NodeError::failed)?;
+            json!({ "rows_affected": rows.len(), "rows": rows })
+        } else {
+            let done = query.execute(pool).await.map_err(database_failure)?;
+            json!({ "rows_affected": done.rows_affected(), "rows": [] })
+        };
+        cx.writes(self.writes.as_ref(), output, WritesDefault::Nothing)
+    }
+}
+
+/// A database error: the statement's own fault fails at once; a lost connection may pass.
+fn database_failure(err: sqlx::Error) -> NodeError {
+    let retryable = matches!(
+        err,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
+    );
+    NodeError::Failed {
+        message: format!("the database refused the statement: {err}"),
+        retryable,
     }
 }
 

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::{Assignments, NodeKind};
 use crate::diagnostic::did_you_mean;
 use crate::graph::check::{NodeCx, WritesDefault};
+use crate::run::{Answers, NodeError, Resume, RunCx, RunStatus, State, Waiting, Write, begin};
 use crate::yaml::{Spanned, backticked};
 
 /// Runs another graph, with its own state, as one step of this one.
@@ -74,5 +75,48 @@ impl NodeKind for SubgraphNode {
             .collect();
         let output = json!({ "type": "object", "properties": properties, "additionalProperties": false });
         cx.writes(self.writes.as_ref(), Some(&output), WritesDefault::Properties);
+    }
+
+    /// Runs the subgraph to its end (or its first pause) as one step of this graph.
+    async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
+        let Some(graph) = cx.graph.subgraphs.get(self.graph.as_str()) else {
+            return Err(NodeError::failed(format!(
+                "graph `{}` is not loaded",
+                self.graph.value
+            )));
+        };
+        let events = cx.events.nested(&cx.path);
+        let outcome = match &cx.resume {
+            Resume::Child { checkpoint, answers } => {
+                cx.engine
+                    .drive(graph, (**checkpoint).clone(), answers.clone(), &events)
+                    .await
+            }
+            _ => {
+                let mut input = State::new();
+                for (name, expression) in &self.input {
+                    input.insert(name.value.clone(), cx.eval(expression)?);
+                }
+                let context = cx.scope.context().clone();
+                let context = context
+                    .into_iter()
+                    .filter(|(name, _)| graph.context.contains_key(name))
+                    .collect();
+                let checkpoint = begin(graph, input, context)
+                    .map_err(|err| NodeError::failed(format!("graph `{}`: {err}", graph.name)))?;
+                cx.engine.drive(graph, checkpoint, Answers::new(), &events).await
+            }
+        };
+        match outcome.status {
+            RunStatus::Succeeded => cx.writes(
+                self.writes.as_ref(),
+                Value::Object(outcome.output),
+                WritesDefault::Properties,
+            ),
+            RunStatus::Interrupted => Err(NodeError::Wait(Waiting::Subgraph {
+                checkpoint: Box::new(outcome.checkpoint),
+            })),
+            RunStatus::Failed => Err(NodeError::failed(outcome.error.unwrap_or_default())),
+        }
     }
 }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::{Assignments, NodeKind};
 use crate::diagnostic::did_you_mean;
 use crate::graph::check::{NodeCx, WritesDefault};
+use crate::run::{NodeError, RunCx, Write};
 use crate::yaml::{Pos, Spanned, backticked};
 
 /// Calls a built-in function with arguments computed from the state.
@@ -102,6 +103,48 @@ impl NodeKind for ToolNode {
                 Some(&json!({ "type": "string" })),
                 WritesDefault::Required(hint),
             );
+        }
+    }
+
+    async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
+        let output = self.call(cx).await?;
+        let spec = TOOLS.iter().find(|spec| spec.name == self.tool.as_str());
+        let default = match spec.is_some_and(|spec| spec.echoes_args) {
+            true => WritesDefault::Properties,
+            false => WritesDefault::Nothing,
+        };
+        cx.writes(self.writes.as_ref(), output, default)
+    }
+}
+
+impl ToolNode {
+    async fn call(&self, cx: &RunCx<'_>) -> Result<Value, NodeError> {
+        let mut args = serde_json::Map::new();
+        for (name, expression) in &self.args {
+            args.insert(name.value.clone(), cx.eval(expression)?);
+        }
+        match self.tool.as_str() {
+            "now" => Ok(Value::String(
+                cx.engine
+                    .clock
+                    .now()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )),
+            "set" => Ok(Value::Object(args)),
+            "format" => {
+                let Some(Value::String(template)) = args.remove("template") else {
+                    return Err(NodeError::failed("tool `format`: `template` must be a text"));
+                };
+                let mut scope = cx.scope.clone();
+                for (name, value) in &args {
+                    scope = scope.with(name, value);
+                }
+                let text = scope
+                    .render_text(&cx.graph.compiled.templates, &template)
+                    .map_err(|err| NodeError::failed(format!("tool `format`: {err}")))?;
+                Ok(Value::String(text))
+            }
+            other => Err(NodeError::failed(format!("unknown tool `{other}`"))),
         }
     }
 }

@@ -226,7 +226,16 @@ impl<'c, 'l> NodeCx<'c, 'l> {
             }
         };
         match self.checker.loader.schemas.compile(&content) {
-            Ok((_, files)) => self.checker.schemas.extend(files),
+            Ok((validator, files)) => {
+                self.checker.schemas.extend(files);
+                self.checker.compiled.nodes.insert(self.id.clone(), validator);
+                if let Ok(inlined) = self.checker.loader.schemas.inline(&content) {
+                    self.checker
+                        .compiled
+                        .node_schemas
+                        .insert(self.id.clone(), inlined);
+                }
+            }
             Err(message) => {
                 self.error(*pos, &format!("invalid JSON Schema: {message}"));
                 return None;

@@ -1,0 +1,227 @@
+//! Running one node: what it can reach, its timeout and retries, and turning its output into
+//! writes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Engine;
+use super::checkpoint::{Checkpoint, Waiting, Write};
+use super::event::{Event, Events};
+use super::scope::Scope;
+use crate::graph::check::WritesDefault;
+use crate::graph::{Graph, NodeId};
+use crate::nodes::{Assignments, Node, NodeCommon, Retry};
+
+/// Answers to interrupts, by interrupt id (the node's path).
+pub type Answers = BTreeMap<String, Value>;
+
+/// What a node run can reach.
+#[derive(Clone)]
+pub(crate) struct RunCx<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) graph: &'a Graph,
+    /// The node's id; inside a `map`, the map's.
+    pub(crate) id: &'a NodeId,
+    /// The node's path for events and scripts (`database/write_sql`, `answer_all[2]`).
+    pub(crate) path: String,
+    pub(crate) step: u32,
+    pub(crate) scope: Scope,
+    pub(crate) events: &'a Events,
+    pub(crate) resume: Resume,
+}
+
+/// How a node run starts: afresh, or continuing after a pause.
+#[derive(Debug, Clone)]
+pub(crate) enum Resume {
+    Fresh,
+    /// The caller's answer to this `interrupt` node.
+    Answer(Value),
+    /// This `subgraph` node's run, where it paused, and the answers for it.
+    Child {
+        checkpoint: Box<Checkpoint>,
+        answers: Answers,
+    },
+}
+
+/// Why a node run did not produce writes.
+#[derive(Debug, Clone)]
+pub(crate) enum NodeError {
+    /// It failed; `retryable` when trying again may help (timeouts, provider faults).
+    Failed { message: String, retryable: bool },
+    /// It waits for an answer.
+    Wait(Waiting),
+}
+
+impl NodeError {
+    pub(crate) fn failed(message: impl Into<String>) -> NodeError {
+        NodeError::Failed {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub(crate) fn transient(message: impl Into<String>) -> NodeError {
+        NodeError::Failed {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+impl RunCx<'_> {
+    /// Evaluates an expression in the node's scope.
+    pub(crate) fn eval(&self, expression: &str) -> Result<Value, NodeError> {
+        self.scope
+            .eval(&self.graph.compiled.templates, expression)
+            .map_err(|err| NodeError::failed(format!("expression `{expression}`: {err}")))
+    }
+
+    /// Renders one of the graph's templates in the node's scope.
+    pub(crate) fn render(&self, scope: &Scope, template: &str) -> Result<String, NodeError> {
+        scope
+            .render(&self.graph.compiled.templates, template)
+            .map_err(|err| NodeError::failed(format!("template `{template}`: {err}")))
+    }
+
+    /// Turns a node's output into writes, by its `writes` or by default.
+    pub(crate) fn writes(
+        &self,
+        writes: Option<&Assignments>,
+        output: Value,
+        default: WritesDefault,
+    ) -> Result<Vec<Write>, NodeError> {
+        if let Some(writes) = writes {
+            let scope = self.scope.with("output", &output);
+            let mut found = Vec::with_capacity(writes.len());
+            for (field, expression) in writes {
+                let value = scope
+                    .eval(&self.graph.compiled.templates, expression)
+                    .map_err(|err| NodeError::failed(format!("`writes.{field}`: {err}")))?;
+                found.push(Write {
+                    field: field.value.clone(),
+                    value,
+                });
+            }
+            return Ok(found);
+        }
+        match (default, output) {
+            (WritesDefault::Properties, Value::Object(properties)) => Ok(properties
+                .into_iter()
+                .filter(|(field, _)| self.graph.state.contains_key(field))
+                .map(|(field, value)| Write { field, value })
+                .collect()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        self.events.emit(event);
+    }
+}
+
+/// Runs a node under its timeout and retry policy.
+pub(crate) async fn run_node(
+    cx: &RunCx<'_>,
+    common: &NodeCommon,
+    node: &Node,
+) -> Result<Vec<Write>, NodeError> {
+    let attempts = common.retry.as_ref().map_or(1, |retry| retry.attempts.max(1));
+    let timeout = common
+        .timeout_secs
+        .as_ref()
+        .map(|secs| Duration::from_secs_f64(secs.value));
+    let mut attempt = 1;
+    loop {
+        let result = match timeout {
+            Some(limit) => match tokio::time::timeout(limit, node.run(cx)).await {
+                Ok(result) => result,
+                Err(_) => Err(NodeError::transient(format!(
+                    "timed out after {}s",
+                    limit.as_secs_f64()
+                ))),
+            },
+            None => node.run(cx).await,
+        };
+        match (result, &common.retry) {
+            (
+                Err(NodeError::Failed {
+                    message,
+                    retryable: true,
+                }),
+                Some(retry),
+            ) if attempt < attempts => {
+                let delay = backoff(retry, attempt);
+                cx.emit(Event::NodeRetrying {
+                    step: cx.step,
+                    node: cx.path.clone(),
+                    attempt,
+                    error: message,
+                    delay_ms: delay.as_millis() as u64,
+                });
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            (result, _) => return result,
+        }
+    }
+}
+
+/// Full jitter: a random delay up to the exponential backoff for this attempt.
+fn backoff(retry: &Retry, attempt: u32) -> Duration {
+    let exponential = retry.backoff_ms.saturating_mul(1u64 << (attempt - 1).min(20));
+    let cap = exponential.min(retry.max_backoff_ms);
+    Duration::from_millis(rand::random_range(0..=cap))
+}
+
+/// A node run for the step loop: events around it, and how long it took.
+pub(crate) async fn run_task(
+    cx: RunCx<'_>,
+    def: &crate::nodes::NodeDef,
+) -> (NodeId, Result<Vec<Write>, NodeError>) {
+    let started = Instant::now();
+    cx.emit(Event::NodeStarted {
+        step: cx.step,
+        node: cx.path.clone(),
+    });
+    let result = run_node(&cx, &def.common, &def.node).await;
+    match &result {
+        Ok(writes) => cx.emit(Event::NodeFinished {
+            step: cx.step,
+            node: cx.path.clone(),
+            writes: writes.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        }),
+        Err(NodeError::Failed { message, .. }) => cx.emit(Event::NodeFailed {
+            step: cx.step,
+            node: cx.path.clone(),
+            error: message.clone(),
+        }),
+        Err(NodeError::Wait(Waiting::Interrupt { payload })) => cx.emit(Event::NodeInterrupted {
+            step: cx.step,
+            node: cx.path.clone(),
+            payload: payload.clone(),
+        }),
+        Err(NodeError::Wait(Waiting::Subgraph { .. })) => {}
+    }
+    (def.id.clone(), result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_under_its_cap() {
+        let retry = Retry {
+            attempts: 5,
+            backoff_ms: 100,
+            max_backoff_ms: 250,
+        };
+        for _ in 0..50 {
+            assert!(backoff(&retry, 1) <= Duration::from_millis(100));
+            assert!(backoff(&retry, 3) <= Duration::from_millis(250));
+        }
+    }
+}
