@@ -6,6 +6,7 @@
 
 mod draw;
 mod graph_schema;
+mod llm;
 mod validation;
 
 use std::collections::BTreeSet;
