@@ -1,14 +1,15 @@
 //! Language models behind one trait: [`LlmClient`].
 //!
 //! An `llm` node renders its prompts into [`Message`]s and asks an [`LlmClient`] for a reply.
-//! Real providers speak the OpenAI Chat Completions protocol (OpenAI,
-//! Azure OpenAI, Ollama, vLLM, llama.cpp, Gemini's compatible endpoint); [`scripted::Scripted`]
-//! answers from a file, for tests and offline demos; [`Models`] picks the client for a model
-//! alias. Clients retry what is worth retrying and report the rest as a typed [`LlmError`]
-//! naming the provider and the model. Validating a reply against the node's output schema,
-//! and the repair round, belong to the node, not to the client.
+//! [`openai::OpenAiClient`] reaches real providers, which all speak the OpenAI Chat Completions
+//! protocol (OpenAI, Azure OpenAI, Ollama, vLLM, llama.cpp, Gemini's compatible endpoint);
+//! [`scripted::Scripted`] answers from a file, for tests and offline demos; [`Models`] picks the
+//! client for a model alias. Clients retry what is worth retrying and report the rest as a typed
+//! [`LlmError`] naming the provider and the model. Validating a reply against the node's output
+//! schema, and the repair round, belong to the node, not to the client.
 
 pub mod config;
+pub mod openai;
 pub mod scripted;
 pub mod structured;
 
@@ -129,6 +130,8 @@ pub enum LlmErrorKind {
     InvalidResponse(String),
     #[error("no model is configured under this alias")]
     UnknownModel,
+    #[error("the model is not configured correctly: {0}")]
+    Config(String),
     #[error("{0}")]
     Script(String),
 }

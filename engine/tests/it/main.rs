@@ -6,6 +6,7 @@
 
 mod draw;
 mod graph_schema;
+mod llm;
 mod run;
 mod validation;
 
