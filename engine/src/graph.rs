@@ -372,6 +372,21 @@ impl Graph {
         self.nodes.get(id)
     }
 
+    /// The model aliases the `llm` nodes of this graph and its subgraphs use.
+    pub fn model_aliases(&self) -> BTreeSet<String> {
+        let mut aliases = BTreeSet::new();
+        for node in self.nodes.values() {
+            let inner = node.node.map_inner().map_or(&node.node, |inner| &inner.node);
+            if let crate::nodes::Node::Llm(llm) = inner {
+                aliases.insert(llm.model.value.clone());
+            }
+        }
+        for subgraph in self.subgraphs.values() {
+            aliases.extend(subgraph.model_aliases());
+        }
+        aliases
+    }
+
     /// The graph holding the node at `path` (`maker/confirm` is in the subgraph of `maker`),
     /// and the node's id there.
     pub(crate) fn locate<'g>(&'g self, path: &'g str) -> Option<(&'g Graph, &'g str)> {

@@ -80,6 +80,13 @@ pub struct LlmResponse {
     pub attempts: u32,
 }
 
+/// A request and the reply it got: what a run records for each model call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LlmCall {
+    pub request: LlmRequest,
+    pub response: LlmResponse,
+}
+
 /// Where streamed text goes as it arrives.
 pub type TokenSink = Arc<dyn Fn(&str) + Send + Sync>;
 

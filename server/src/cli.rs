@@ -1,3 +1,70 @@
-//! The subcommands, one module per group.
+//! The subcommands, one module per group, and what they share: finding a graph's project,
+//! loading a graph with the configuration's model aliases, connecting to the database.
 
+mod cases;
 pub(crate) mod graph;
+pub(crate) mod run;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use engine::{Graph, LoadOptions, Project};
+
+use crate::config::Config;
+
+/// The project of a graph file: the nearest folder upwards with `prompts/` or `schemas/`.
+pub(crate) fn project_of(graph: &Path) -> Project {
+    let dir = graph
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let root = dir
+        .ancestors()
+        .find(|folder| folder.join("prompts").is_dir() || folder.join("schemas").is_dir())
+        .unwrap_or(dir);
+    Project::at(root)
+}
+
+pub(crate) fn load_options(config: Option<&Config>) -> LoadOptions {
+    LoadOptions {
+        models: config.map(Config::model_aliases),
+    }
+}
+
+/// A graph by name (in `graphs/`) or path.
+pub(crate) fn graph_path(name: &str) -> anyhow::Result<PathBuf> {
+    let path = match Path::new(name).is_file() {
+        true => PathBuf::from(name),
+        false => Path::new("graphs").join(format!("{name}.yaml")),
+    };
+    if !path.is_file() {
+        bail!("no graph `{name}`: expected a file path or graphs/{name}.yaml");
+    }
+    Ok(path)
+}
+
+/// Loads a graph, or prints its errors and fails.
+pub(crate) fn load_graph(path: &Path, config: Option<&Config>) -> anyhow::Result<Graph> {
+    match engine::load_with(&project_of(path), path, &load_options(config)) {
+        Ok(graph) => Ok(graph),
+        Err(diagnostics) => {
+            for diagnostic in diagnostics.iter().filter(|d| d.is_error()) {
+                eprintln!("{diagnostic}\n");
+            }
+            bail!(
+                "`{}` has errors; `finch graph check {}` lists them",
+                path.display(),
+                path.display()
+            )
+        }
+    }
+}
+
+/// A pool for `url`, connected when first used.
+pub(crate) fn database(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy(url)
+        .map_err(|err| anyhow::anyhow!("the database URL is not usable ({err}); check --db or DATABASE_URL"))
+}

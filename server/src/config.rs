@@ -1,23 +1,28 @@
 //! `finch.toml`: the deployment's configuration, read by the binary (never by the engine).
 //!
-//! For now it names the model aliases graphs may use; the providers behind them are read
-//! when graphs run.
+//! It names the models graphs may use, by alias. Keys are read from the environment when a
+//! model is needed, and a missing one is an error naming the variable.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
+use engine::llm::Models;
+use engine::llm::config::ModelConfig;
+use engine::llm::openai::OpenAiClient;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Config {
     /// Model aliases, each with its provider settings.
     #[serde(default)]
-    pub(crate) models: BTreeMap<String, toml::Table>,
+    pub(crate) models: BTreeMap<String, ModelConfig>,
 }
 
 impl Config {
-    /// Reads `path`; a missing file is an empty configuration.
+    /// Reads `path`; a missing file is no configuration at all.
     pub(crate) fn read(path: &Path) -> anyhow::Result<Option<Config>> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -30,5 +35,19 @@ impl Config {
 
     pub(crate) fn model_aliases(&self) -> BTreeSet<String> {
         self.models.keys().cloned().collect()
+    }
+
+    /// Clients for the aliases in `needed`, with keys from the environment.
+    pub(crate) fn models(&self, needed: &BTreeSet<String>) -> anyhow::Result<Models> {
+        let mut models = Models::new();
+        let environment = |name: &str| std::env::var(name).ok();
+        for alias in needed {
+            let Some(config) = self.models.get(alias) else {
+                anyhow::bail!("model alias `{alias}` is not defined in finch.toml; add `[models.{alias}]`");
+            };
+            let endpoint = config.endpoint(alias, &environment)?;
+            models.insert(alias.clone(), Arc::new(OpenAiClient::new(endpoint)));
+        }
+        Ok(models)
     }
 }

@@ -24,15 +24,19 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check, draw and describe graph files.
+    /// Check, draw, test and describe graph files.
     #[command(subcommand)]
     Graph(cli::graph::GraphCommand),
+    /// Run a graph once and print its events and outcome.
+    Run(cli::run::RunArgs),
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
-        Command::Graph(command) => cli::graph::run(command, &args.config),
+        Command::Graph(command) => cli::graph::run(command, &args.config).await,
+        Command::Run(run) => cli::run::run(run, &args.config).await,
     };
     match result {
         Ok(code) => code,

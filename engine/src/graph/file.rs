@@ -410,7 +410,7 @@ mod tests {
         blocks
     }
 
-    /// Reads a documentation example: a whole graph, top-level keys, or nodes by id.
+    /// Reads a documentation example: a whole graph, top-level keys, nodes by id, or cases.
     fn read_example(block: &str) -> Result<(), Vec<Error>> {
         let first_key = block
             .lines()
@@ -419,6 +419,9 @@ mod tests {
         let first_key = first_key.split(':').next().unwrap_or_default();
         if block.contains("\nversion: 1") || block.starts_with("version: 1") {
             return parse(block).map(drop);
+        }
+        if first_key == "cases" {
+            return crate::cases::read_cases(block).map(drop).map_err(|err| vec![err]);
         }
         if first_key == "writes" {
             return yaml::parse(block).map(drop).map_err(|err| vec![err]);

@@ -6,13 +6,13 @@
 
 use serde_json::Value;
 
-use super::{LlmClient, LlmError, LlmRequest, LlmResponse, Message, Role, TokenSink};
+use super::{LlmCall, LlmClient, LlmError, LlmRequest, Message, Role, TokenSink};
 
 /// A structured reply and the calls it took (one, or two after a repair).
 #[derive(Debug, Clone)]
 pub struct JsonReply {
     pub value: Value,
-    pub calls: Vec<LlmResponse>,
+    pub calls: Vec<LlmCall>,
 }
 
 /// Why a structured reply could not be had.
@@ -28,7 +28,7 @@ pub enum StructuredError {
         model: String,
         problem: String,
         /// The calls made, both replies included.
-        calls: Vec<LlmResponse>,
+        calls: Vec<LlmCall>,
     },
 }
 
@@ -39,8 +39,11 @@ pub async fn complete_json(
     schema: &jsonschema::Validator,
     tokens: Option<&TokenSink>,
 ) -> Result<JsonReply, StructuredError> {
-    let first = client.complete(request, tokens).await?;
-    let problem = match check(&first.text, schema) {
+    let first = LlmCall {
+        response: client.complete(request, tokens).await?,
+        request: request.clone(),
+    };
+    let problem = match check(&first.response.text, schema) {
         Ok(value) => {
             return Ok(JsonReply {
                 value,
@@ -50,9 +53,8 @@ pub async fn complete_json(
         Err(problem) => problem,
     };
     let mut repair = request.clone();
-    repair
-        .messages
-        .push(Message::new(Role::Assistant, first.text.clone()));
+    let reply = Message::new(Role::Assistant, first.response.text.clone());
+    repair.messages.push(reply);
     repair.messages.push(Message::new(
         Role::User,
         format!(
@@ -60,15 +62,18 @@ pub async fn complete_json(
              no other text, matching the JSON Schema you were given."
         ),
     ));
-    let second = client.complete(&repair, tokens).await?;
-    match check(&second.text, schema) {
+    let second = LlmCall {
+        response: client.complete(&repair, tokens).await?,
+        request: repair,
+    };
+    match check(&second.response.text, schema) {
         Ok(value) => Ok(JsonReply {
             value,
             calls: vec![first, second],
         }),
         Err(problem) => Err(StructuredError::Invalid {
-            provider: second.provider.clone(),
-            model: second.model.clone(),
+            provider: second.response.provider.clone(),
+            model: second.response.model.clone(),
             problem,
             calls: vec![first, second],
         }),

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{Assignments, NodeKind, SchemaRef};
 use crate::graph::check::{Local, NodeCx, WritesDefault};
 use crate::llm::structured::{JsonReply, StructuredError, complete_json};
-use crate::llm::{LlmError, LlmRequest, LlmResponse, Message, Role, TokenSink};
+use crate::llm::{LlmCall, LlmError, LlmRequest, Message, Role, TokenSink};
 use crate::run::{Event, NodeError, RunCx, Write};
 use crate::yaml::Spanned;
 use serde_json::Value;
@@ -111,13 +111,13 @@ impl NodeKind for LlmNode {
                         (Err(NodeError::failed(err.to_string())), calls.clone())
                     }
                 };
-                record(cx, &request, calls);
+                record(cx, calls);
                 value?
             }
             None => {
                 let response = llm.complete(&request, Some(&sink)).await.map_err(llm_failure)?;
                 let text = response.text.clone();
-                record(cx, &request, vec![response]);
+                record(cx, vec![LlmCall { request, response }]);
                 Value::String(text)
             }
         };
@@ -256,12 +256,11 @@ fn token_sink(cx: &RunCx<'_>) -> TokenSink {
 }
 
 /// Reports each call, so it can be recorded with the step.
-fn record(cx: &RunCx<'_>, request: &LlmRequest, calls: Vec<LlmResponse>) {
-    for response in calls {
+fn record(cx: &RunCx<'_>, calls: Vec<LlmCall>) {
+    for call in calls {
         cx.emit(Event::LlmCall {
             node: cx.path.clone(),
-            request: request.clone(),
-            response,
+            call,
         });
     }
 }

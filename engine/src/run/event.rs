@@ -11,7 +11,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::RunStatus;
 use super::checkpoint::{Interrupt, State, Write};
-use crate::llm::{LlmRequest, LlmResponse};
+use crate::llm::LlmCall;
 
 /// Something that happened in a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,8 +32,8 @@ pub enum Event {
     /// A finished model call, with what was sent and what came back.
     LlmCall {
         node: String,
-        request: LlmRequest,
-        response: LlmResponse,
+        #[serde(flatten)]
+        call: LlmCall,
     },
     NodeRetrying {
         step: u32,

@@ -7,11 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
+use engine::Diagnostic;
 use engine::graph::{draw, is_graph_file};
-use engine::{Diagnostic, LoadOptions, Project, Severity};
 
+use super::{graph_path, load_graph, load_options, project_of};
 use crate::config::Config;
 
 /// Folders `finch graph check` reads when given no paths.
@@ -38,6 +39,16 @@ pub(crate) enum GraphCommand {
         #[arg(long, value_enum, default_value_t = ShowFormat::Mermaid)]
         format: ShowFormat,
     },
+    /// Run the test cases beside graphs (`<graph>.cases.yaml`), with scripted model replies.
+    ///
+    /// Exits 0 when every case passes, 1 otherwise.
+    Test {
+        /// Graph files, or folders to search for them. Default: graphs/ and examples/.
+        paths: Vec<PathBuf>,
+        /// A PostgreSQL server where cases with `sql` get a fresh database each.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        db: Option<String>,
+    },
     /// Print the JSON Schema of graph files (committed as schemas/graph.schema.json).
     Schema,
 }
@@ -55,8 +66,9 @@ pub(crate) enum ShowFormat {
     Json,
 }
 
-pub(crate) fn run(command: GraphCommand, config: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: GraphCommand, config: &Path) -> anyhow::Result<ExitCode> {
     match command {
+        GraphCommand::Test { paths, db } => super::cases::test(&paths, db.as_deref(), config).await,
         GraphCommand::Check {
             paths,
             deny_warnings,
@@ -70,20 +82,13 @@ pub(crate) fn run(command: GraphCommand, config: &Path) -> anyhow::Result<ExitCo
     }
 }
 
-fn load_options(config: &Path) -> anyhow::Result<LoadOptions> {
-    let config = Config::read(config)?;
-    Ok(LoadOptions {
-        models: config.map(|config| config.model_aliases()),
-    })
-}
-
 fn check(
     paths: &[PathBuf],
     deny_warnings: bool,
     format: CheckFormat,
     config: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let options = load_options(config)?;
+    let options = load_options(Config::read(config)?.as_ref());
     let files = graph_files(paths)?;
     let mut diagnostics = Vec::new();
     for file in &files {
@@ -129,28 +134,8 @@ fn print_human(diagnostics: &[Diagnostic], graphs: usize, errors: usize, warning
 }
 
 fn show(name: &str, format: ShowFormat, config: &Path) -> anyhow::Result<ExitCode> {
-    let path = if Path::new(name).is_file() {
-        PathBuf::from(name)
-    } else {
-        Path::new("graphs").join(format!("{name}.yaml"))
-    };
-    if !path.is_file() {
-        bail!("no graph `{name}`: expected a file path or graphs/{name}.yaml");
-    }
-    let options = load_options(config)?;
-    let graph = match engine::load_with(&project_of(&path), &path, &options) {
-        Ok(graph) => graph,
-        Err(diagnostics) => {
-            for diagnostic in diagnostics.iter().filter(|d| d.severity == Severity::Error) {
-                eprintln!("{diagnostic}\n");
-            }
-            bail!(
-                "`{}` has errors; `finch graph check {}` lists them",
-                path.display(),
-                path.display()
-            );
-        }
-    };
+    let path = graph_path(name)?;
+    let graph = load_graph(&path, Config::read(config)?.as_ref())?;
     let text = match format {
         ShowFormat::Mermaid => draw::mermaid(&graph),
         ShowFormat::Dot => draw::dot(&graph),
@@ -161,7 +146,7 @@ fn show(name: &str, format: ShowFormat, config: &Path) -> anyhow::Result<ExitCod
 }
 
 /// The graph files named by `paths` (folders are searched), or under the default folders.
-fn graph_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn graph_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let defaults: Vec<PathBuf> = DEFAULT_ROOTS
         .iter()
         .map(PathBuf::from)
@@ -193,17 +178,4 @@ fn collect_graphs(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The project of a graph file: the nearest folder upwards with `prompts/` or `schemas/`.
-fn project_of(graph: &Path) -> Project {
-    let dir = graph
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let root = dir
-        .ancestors()
-        .find(|folder| folder.join("prompts").is_dir() || folder.join("schemas").is_dir())
-        .unwrap_or(dir);
-    Project::at(root)
 }

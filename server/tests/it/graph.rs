@@ -1,7 +1,5 @@
 //! `finch graph check|show|schema`.
 
-use std::path::Path;
-
 use engine::diagnostic::render;
 
 use crate::{finch, repo_root, stdout};
@@ -80,7 +78,10 @@ fn warnings_fail_the_check_only_when_denied() {
 #[test]
 fn model_aliases_come_from_the_configuration_file() {
     let file = format!("{FIXTURES}/warning/unknown_model.yaml");
-    let config = tempfile_with("[models.fast]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\n");
+    let config = crate::temp_file(
+        "aliases.toml",
+        "[models.fast]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\n",
+    );
     let output = finch(&[
         "graph",
         "check",
@@ -159,12 +160,4 @@ fn schema_prints_the_committed_graph_schema() {
     let committed =
         std::fs::read_to_string(repo_root().join("schemas/graph.schema.json")).expect("committed");
     assert_eq!(stdout(&output), committed);
-}
-
-/// A file in the target folder with `content`, named after the test process.
-fn tempfile_with(content: &str) -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(format!("finch-{}.toml", std::process::id()));
-    std::fs::write(&path, content).expect("writable target folder");
-    path
 }

@@ -4,6 +4,7 @@
 //! makes of it — exit codes, formats, default paths.
 
 mod graph;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -18,12 +19,30 @@ fn repo_root() -> PathBuf {
 
 /// Runs `finch` with `args` in the repository root.
 fn finch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_finch"))
+    finch_with_env(args, &[], &[])
+}
+
+/// Runs `finch` with environment variables set and removed.
+fn finch_with_env(args: &[&str], set: &[(&str, &str)], remove: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_finch"));
+    command
         .args(args)
         .current_dir(repo_root())
-        .env_remove("FINCH_CONFIG")
-        .output()
-        .expect("finch runs")
+        .env_remove("FINCH_CONFIG");
+    for (name, value) in set {
+        command.env(name, value);
+    }
+    for name in remove {
+        command.env_remove(name);
+    }
+    command.output().expect("finch runs")
+}
+
+/// A file in the target folder with `content`, named for the test and the process.
+fn temp_file(name: &str, content: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-{name}", std::process::id()));
+    std::fs::write(&path, content).expect("writable target folder");
+    path
 }
 
 fn stdout(output: &Output) -> String {

@@ -1,0 +1,182 @@
+//! `finch run` and `finch graph test`.
+
+use serde_json::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::{finch, finch_with_env, stdout};
+
+const HELPDESK: &str = "examples/helpdesk/helpdesk.yaml";
+const REFUND: &str =
+    r#"{"messages":[{"role":"user","content":"Please refund order 1042, it arrived broken."}]}"#;
+
+#[test]
+fn graph_test_runs_every_case_in_the_repository() {
+    let output = finch(&["graph", "test"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("ok    helpdesk · an approved refund is recorded and confirmed"),
+        "{text}"
+    );
+    assert!(text.contains("0 failed"), "{text}");
+}
+
+#[test]
+fn graph_test_reports_a_failing_case_and_why() {
+    let output = finch(&["graph", "test", "server/tests/it/data/failing"]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("ok    count · counts to one"), "{text}");
+    assert!(
+        text.contains(
+            "FAIL  count · a wrong expectation fails  (server/tests/it/data/failing/count.cases.yaml:4)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("output `count`: expected 2, got 1"), "{text}");
+}
+
+#[test]
+fn run_prints_each_event_as_json_and_the_outcome_last() {
+    let output = finch(&[
+        "run",
+        HELPDESK,
+        "--input",
+        REFUND,
+        "--context",
+        r#"{"customer_name": "Ada"}"#,
+        "--llm",
+        "scripted:examples/helpdesk/helpdesk.script.yaml",
+        "--answer",
+        r#"approve={"approved": true}"#,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    let finished: Vec<&str> = lines
+        .iter()
+        .filter(|event| event["event"] == "node_finished")
+        .map(|event| event["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        finished,
+        [
+            "classify",
+            "route",
+            "draft_refund",
+            "approve",
+            "record",
+            "confirm"
+        ]
+    );
+    assert!(
+        lines.iter().any(|event| event["event"] == "token"),
+        "no token events"
+    );
+    let outcome = lines.last().unwrap();
+    assert_eq!(outcome["status"], "succeeded");
+    assert_eq!(outcome["output"]["refund"]["amount"], "24.90");
+}
+
+#[test]
+fn run_stops_at_an_interrupt_it_has_no_answer_for() {
+    let output = finch(&[
+        "run",
+        HELPDESK,
+        "--input",
+        REFUND,
+        "--context",
+        r#"{"customer_name": "Ada"}"#,
+        "--llm",
+        "scripted:examples/helpdesk/helpdesk.script.yaml",
+    ]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("waiting for an answer; run again with --answer ID=JSON for:\n  approve: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_names_the_variable_a_missing_key_should_be_in() {
+    let config = crate::temp_file(
+        "missing-key.toml",
+        "[models.local]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\n",
+    );
+    let output = finch_with_env(
+        &[
+            "run",
+            "server/tests/it/data/echo/echo.yaml",
+            "--config",
+            config.to_str().unwrap(),
+            "--input",
+            r#"{"question": "hi"}"#,
+        ],
+        &[],
+        &["OPENAI_API_KEY"],
+    );
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{errors}");
+    assert!(
+        errors.contains("model `local` needs the environment variable `OPENAI_API_KEY`"),
+        "{errors}"
+    );
+}
+
+#[tokio::test]
+async fn run_calls_a_configured_provider_over_http() {
+    let server = MockServer::start().await;
+    let reply = serde_json::json!({
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Blue." }, "finish_reason": "stop" }],
+        "usage": { "prompt_tokens": 9, "completion_tokens": 1 }
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(reply))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let config = crate::temp_file(
+        "local-provider.toml",
+        &format!(
+            "[models.local]\nprovider = \"openai_compatible\"\nmodel = \"tiny\"\nbase_url = \"{}/v1\"\nstream = false\n",
+            server.uri()
+        ),
+    );
+    let config = config.to_str().unwrap().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        let input = r#"{"question": "What colour is the sky?"}"#;
+        let args = [
+            "run",
+            "server/tests/it/data/echo/echo.yaml",
+            "--config",
+            &config,
+            "--input",
+            input,
+            "--format",
+            "json",
+        ];
+        finch(&args)
+    })
+    .await
+    .unwrap();
+    let last: Value = serde_json::from_str(stdout(&output).lines().last().unwrap()).unwrap();
+    assert_eq!(last["output"]["answer"], "Blue.", "{}", stdout(&output));
+    let requests = server.received_requests().await.unwrap();
+    let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(body["model"], "tiny");
+    assert_eq!(
+        body["messages"][0]["content"],
+        "Answer in one word: What colour is the sky?"
+    );
+}
