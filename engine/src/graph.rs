@@ -387,6 +387,14 @@ impl Graph {
         aliases
     }
 
+    /// Whether a run of this graph can pause: it has an `interrupt` node, or a subgraph that can.
+    pub fn can_pause(&self) -> bool {
+        self.nodes
+            .values()
+            .any(|node| matches!(node.node, crate::nodes::Node::Interrupt(_)))
+            || self.subgraphs.values().any(|subgraph| subgraph.can_pause())
+    }
+
     /// The graph holding the node at `path` (`maker/confirm` is in the subgraph of `maker`),
     /// and the node's id there.
     pub(crate) fn locate<'g>(&'g self, path: &'g str) -> Option<(&'g Graph, &'g str)> {

@@ -45,6 +45,14 @@ impl NodeKind for SubgraphNode {
         let Some(graph) = cx.subgraph(&self.graph) else {
             return;
         };
+        if cx.in_map() && graph.can_pause() {
+            let message = format!(
+                "graph `{}` can pause for an answer, so a `map` cannot run it",
+                graph.name
+            );
+            let hint = "run it as a `subgraph` node of its own, outside the `map`";
+            cx.error_hint(self.graph.pos, &message, hint);
+        }
         for name in self.input.keys() {
             if !graph.input.contains(&name.value) {
                 let message = format!("`{name}` is not an input of graph `{}`", graph.name);

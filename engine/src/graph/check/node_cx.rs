@@ -190,6 +190,11 @@ impl<'c, 'l> NodeCx<'c, 'l> {
         self.checker.loader.schemas.resolve(&items).ok()
     }
 
+    /// Whether this is the node inside a `map`.
+    pub(crate) fn in_map(&self) -> bool {
+        self.repeated
+    }
+
     /// Runs `check` for the node inside a `map`, with the item's variables in scope.
     pub(crate) fn inside_map(&mut self, locals: &[Local], check: impl FnOnce(&mut Self)) {
         let outer = self.locals.len();
