@@ -169,7 +169,10 @@ impl Loader {
 
     /// Graph names in the folder of `from`, for "did you mean" hints.
     pub(crate) fn graph_names(&self, from: &Path) -> Vec<String> {
-        let dir = from.parent().unwrap_or(Path::new("."));
+        let dir = from
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
@@ -327,9 +330,8 @@ pub struct Graph {
     pub name: String,
     pub file: PathBuf,
     pub description: Option<String>,
-    /// The most steps a run may take; `max_steps_set` tells whether the file said so.
+    /// The most steps a run may take.
     pub max_steps: u32,
-    pub max_steps_set: bool,
     /// Read-only values the caller provides to a run (such as the user's id).
     pub context: IndexMap<String, Field>,
     pub state: IndexMap<String, Field>,
@@ -360,6 +362,8 @@ pub(crate) struct Compiled {
     pub(crate) nodes: BTreeMap<NodeId, jsonschema::Validator>,
     /// The same schemas with file references inlined, as sent to models.
     pub(crate) node_schemas: BTreeMap<NodeId, Value>,
+    /// The fields a node without `writes:` writes from its output's properties.
+    pub(crate) default_writes: BTreeMap<NodeId, Vec<String>>,
     /// The graph's templates, by name.
     pub(crate) templates: minijinja::Environment<'static>,
 }
@@ -385,6 +389,28 @@ impl Graph {
             aliases.extend(subgraph.model_aliases());
         }
         aliases
+    }
+
+    /// The ids of every interrupt node, as answers name them (`confirm`, `maker/confirm`).
+    pub fn interrupt_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (id, node) in &self.nodes {
+            match &node.node {
+                crate::nodes::Node::Interrupt(_) => ids.push(id.to_string()),
+                crate::nodes::Node::Subgraph(subgraph) => {
+                    if let Some(inner) = self.subgraphs.get(subgraph.graph.as_str()) {
+                        ids.extend(
+                            inner
+                                .interrupt_ids()
+                                .into_iter()
+                                .map(|inner_id| format!("{id}/{inner_id}")),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        ids
     }
 
     /// Whether a run of this graph can pause: it has an `interrupt` node, or a subgraph that can.

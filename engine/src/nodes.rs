@@ -13,8 +13,6 @@ mod sql;
 mod subgraph;
 mod tool;
 
-use std::time::Duration;
-
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -135,15 +133,6 @@ pub struct NodeDef {
     pub node: Node,
 }
 
-impl NodeDef {
-    pub fn timeout(&self) -> Option<Duration> {
-        self.common
-            .timeout_secs
-            .as_ref()
-            .map(|secs| Duration::from_secs_f64(secs.value))
-    }
-}
-
 /// What a node does: one variant per kind.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -224,6 +213,12 @@ impl Node {
                 Node::Tool(node) => node.run(cx).await,
             }
         })
+    }
+
+    /// Whether the node changes something outside the run (a `sql` write), so that repeating
+    /// it after an attempt of unknown outcome could apply it twice.
+    pub fn writes_outside(&self) -> bool {
+        matches!(self, Node::Sql(sql) if sql.mode == SqlMode::Write)
     }
 
     /// Whether the node does work that can be timed out and retried.

@@ -76,10 +76,14 @@ pub enum RunError {
     InvalidInput { field: String, problem: String },
     #[error("context `{field}` is required by graph `{graph}`")]
     MissingContext { graph: String, field: String },
+    #[error("graph `{graph}` has no context `{field}`")]
+    UnknownContext { graph: String, field: String },
     #[error("context `{field}` does not match its schema: {problem}")]
     InvalidContext { field: String, problem: String },
     #[error("the run is not waiting for an answer")]
     NotInterrupted,
+    #[error("no answer given; waiting: {waiting}")]
+    NoAnswer { waiting: String },
     #[error("no interrupt `{id}` is waiting; waiting: {waiting}")]
     UnknownInterrupt { id: String, waiting: String },
     #[error("the answer to `{id}` does not match its response schema: {problem}")]
@@ -161,6 +165,12 @@ impl Engine {
         if waiting.is_empty() {
             return Err(RunError::NotInterrupted);
         }
+        if answers.is_empty() {
+            let ids: Vec<&str> = waiting.iter().map(|i| i.id.as_str()).collect();
+            return Err(RunError::NoAnswer {
+                waiting: ids.join(", "),
+            });
+        }
         for (id, answer) in &answers {
             if !waiting.iter().any(|interrupt| &interrupt.id == id) {
                 let ids: Vec<&str> = waiting.iter().map(|i| i.id.as_str()).collect();
@@ -194,7 +204,7 @@ impl Engine {
             if checkpoint.step == 0
                 && checkpoint.next.is_empty()
                 && checkpoint.visits.is_empty()
-                && let Err(error) = route_from(graph, &mut checkpoint, &[NodeIdOrStart::Start])
+                && let Err(error) = route_from(graph, &mut checkpoint, &[NodeIdOrStart::Start], events)
             {
                 return finish(graph, checkpoint, Err(error), events);
             }
@@ -203,7 +213,11 @@ impl Engine {
                     return finish(graph, checkpoint, Ok(()), events);
                 }
                 if checkpoint.step >= graph.max_steps {
-                    let nodes: Vec<&str> = checkpoint.next.iter().map(NodeId::as_str).collect();
+                    let nodes: Vec<String> = checkpoint
+                        .next
+                        .iter()
+                        .map(|id| events.path(id.as_str()))
+                        .collect();
                     let error = format!(
                         "the run reached `max_steps` ({}) with `{}` still to run",
                         graph.max_steps,
@@ -252,6 +266,7 @@ impl Engine {
                 scope: scope.clone(),
                 events,
                 resume,
+                timeout: None,
             };
             tasks.push(task::run_task(cx, &graph.nodes[id]));
         }
@@ -306,7 +321,7 @@ impl Engine {
         checkpoint.step = step;
         let sources: Vec<NodeIdOrStart> = ran.iter().cloned().map(NodeIdOrStart::Node).collect();
         checkpoint.next.clear();
-        route_from(graph, checkpoint, &sources)?;
+        route_from(graph, checkpoint, &sources, events)?;
         if !events.is_nested() {
             events.emit(Event::StepFinished {
                 step,
@@ -349,7 +364,12 @@ fn resume_for(path: String, waiting: &Waiting, answers: &Answers) -> Option<Resu
 }
 
 /// Sets `checkpoint.next` from the edges out of `sources`, evaluated on the current state.
-fn route_from(graph: &Graph, checkpoint: &mut Checkpoint, sources: &[NodeIdOrStart]) -> Result<(), String> {
+fn route_from(
+    graph: &Graph,
+    checkpoint: &mut Checkpoint,
+    sources: &[NodeIdOrStart],
+    events: &Events,
+) -> Result<(), String> {
     let mut targets: BTreeSet<NodeId> = BTreeSet::new();
     let scope = Scope::new(Arc::new(checkpoint.state.clone()), &checkpoint.context);
     for (index, edge) in graph.edges.iter().enumerate() {
@@ -369,7 +389,7 @@ fn route_from(graph: &Graph, checkpoint: &mut Checkpoint, sources: &[NodeIdOrSta
                 }
                 checkpoint.joins.retain(|(edge_index, _)| *edge_index != index);
             }
-            for target in next_of(graph, edge, &scope)? {
+            for target in next_of(graph, edge, &scope, events)? {
                 if let Endpoint::Node(id) = target {
                     targets.insert(id.clone());
                 }
@@ -391,7 +411,8 @@ fn route_from(graph: &Graph, checkpoint: &mut Checkpoint, sources: &[NodeIdOrSta
         {
             let cycle = crate::graph::cycle_through(graph, id).unwrap_or_else(|| id.to_string());
             return Err(format!(
-                "node `{id}` would run more than its `max_visits` ({}): the loop `{cycle}` did not end",
+                "node `{}` would run more than its `max_visits` ({}): the loop `{cycle}` did not end",
+                events.path(id.as_str()),
                 limit.value
             ));
         }
@@ -401,7 +422,12 @@ fn route_from(graph: &Graph, checkpoint: &mut Checkpoint, sources: &[NodeIdOrSta
 }
 
 /// Where an edge leads on this state: all its targets, or the first matching route's.
-fn next_of<'g>(graph: &'g Graph, edge: &'g Edge, scope: &Scope) -> Result<&'g [Endpoint], String> {
+fn next_of<'g>(
+    graph: &'g Graph,
+    edge: &'g Edge,
+    scope: &Scope,
+    events: &Events,
+) -> Result<&'g [Endpoint], String> {
     match &edge.next {
         Next::Static(targets) => Ok(targets),
         Next::Routes(routes) => {
@@ -410,7 +436,7 @@ fn next_of<'g>(graph: &'g Graph, edge: &'g Edge, scope: &Scope) -> Result<&'g [E
                     format!(
                         "route `{}` from `{}`: {err}",
                         case.when.value,
-                        describe(&edge.from)
+                        describe(&edge.from, events)
                     )
                 })?;
                 if truthy(&holds) {
@@ -422,12 +448,12 @@ fn next_of<'g>(graph: &'g Graph, edge: &'g Edge, scope: &Scope) -> Result<&'g [E
     }
 }
 
-fn describe(endpoints: &[Endpoint]) -> String {
-    endpoints
+fn describe(endpoints: &[Endpoint], events: &Events) -> String {
+    let paths: Vec<String> = endpoints
         .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("`, `")
+        .map(|endpoint| events.path(&endpoint.to_string()))
+        .collect();
+    paths.join("`, `")
 }
 
 /// Jinja truthiness for JSON: false, null, 0, "" and empty collections are false.
@@ -463,6 +489,12 @@ pub(crate) fn begin(graph: &Graph, input: State, context: State) -> Result<Check
         }
         state.insert(field, value);
     }
+    if let Some(unknown) = context.keys().find(|name| !graph.context.contains_key(*name)) {
+        return Err(RunError::UnknownContext {
+            graph: graph.name.clone(),
+            field: unknown.clone(),
+        });
+    }
     let mut checked_context = State::new();
     for (name, field) in &graph.context {
         let value = match context.get(name).or(field.default_value()) {
@@ -487,12 +519,16 @@ pub(crate) fn begin(graph: &Graph, input: State, context: State) -> Result<Check
 
 /// The outcome for a run that stopped: succeeded, waiting, or failed with `error`.
 fn finish(graph: &Graph, checkpoint: Checkpoint, result: Result<(), String>, events: &Events) -> RunOutcome {
-    let interrupts = checkpoint.interrupts();
+    let mut interrupts = checkpoint.interrupts();
     let (status, error) = match result {
         Err(error) => (RunStatus::Failed, Some(error)),
         Ok(()) if !interrupts.is_empty() => (RunStatus::Interrupted, None),
         Ok(()) => (RunStatus::Succeeded, None),
     };
+    if status == RunStatus::Failed {
+        // A failed run waits for nothing: answering would not continue it.
+        interrupts.clear();
+    }
     let output = match status {
         RunStatus::Succeeded => graph
             .output

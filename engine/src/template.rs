@@ -81,6 +81,25 @@ impl Templates {
         names
     }
 
+    /// Compiles template text given in a graph file; on success returns the variables it uses.
+    pub(crate) fn text(&self, source: &str) -> Result<BTreeSet<String>, TemplateProblem> {
+        let template = self
+            .env
+            .template_from_str(source)
+            .map_err(|err| problem(&err, source))?;
+        Ok(self.undeclared(template.undeclared_variables(true)))
+    }
+
+    /// The string an expression is, when it is a literal (`'Hello {{ name }}'`).
+    pub(crate) fn literal(&self, source: &str) -> Option<String> {
+        let expression = self.env.compile_expression(source).ok()?;
+        if !expression.undeclared_variables(false).is_empty() {
+            return None;
+        }
+        let value = expression.eval(minijinja::context! {}).ok()?;
+        value.as_str().map(str::to_owned)
+    }
+
     /// Compiles an expression; on success returns the variables it uses.
     pub(crate) fn expression(&self, source: &str) -> Result<BTreeSet<String>, TemplateProblem> {
         let expression = self

@@ -18,11 +18,19 @@ pub(crate) fn project_of(graph: &Path) -> Project {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let root = dir
+    // Walk up from the absolute folder (`.` has no parent), then keep paths relative to the
+    // current folder when they are below it, so messages stay short.
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let root = absolute
         .ancestors()
         .find(|folder| folder.join("prompts").is_dir() || folder.join("schemas").is_dir())
-        .unwrap_or(dir);
-    Project::at(root)
+        .unwrap_or(&absolute);
+    let current = std::env::current_dir().unwrap_or_default();
+    match root.strip_prefix(&current) {
+        Ok(relative) if relative.as_os_str().is_empty() => Project::at(""),
+        Ok(relative) => Project::at(relative),
+        Err(_) => Project::at(root),
+    }
 }
 
 pub(crate) fn load_options(config: Option<&Config>) -> LoadOptions {

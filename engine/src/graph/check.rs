@@ -11,6 +11,7 @@ mod node_cx;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
@@ -18,7 +19,7 @@ use serde_json::{Map, Value, json};
 use super::file::{FieldFile, GraphFile};
 use super::{Compiled, DEFAULT_MAX_STEPS, Graph, Loader, NodeId, graph_name, is_identifier, topology};
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::nodes::{Node, NodeCommon, NodeDef};
+use crate::nodes::{Node, NodeCommon, NodeDef, Retry};
 use crate::state::{Field, Reducer, declared_types};
 use crate::yaml::{Pos, Spanned, backticked};
 
@@ -124,7 +125,6 @@ pub(crate) fn check(loader: &mut Loader, path: &Path, file: GraphFile) -> Option
             .max_steps
             .as_ref()
             .map_or(DEFAULT_MAX_STEPS, |steps| steps.value),
-        max_steps_set: file.max_steps.is_some(),
         templates,
         schemas: schemas.collect(),
         compiled: Arc::new(compiled),
@@ -351,42 +351,50 @@ impl Checker<'_> {
 /// Checks shared by all nodes, whatever their kind.
 impl NodeCx<'_, '_> {
     pub(crate) fn common(&mut self, common: &NodeCommon, node: &Node) {
-        if let Some(timeout) = &common.timeout_secs
-            && !(timeout.value > 0.0 && timeout.value.is_finite())
-        {
-            self.error(timeout.pos, "`timeout_secs` must be a positive number of seconds");
-        }
-        if !node.does_work() {
-            let kind = node.kind();
-            if let Some(timeout) = &common.timeout_secs {
+        let kind = node.kind();
+        if let Some(timeout) = &common.timeout_secs {
+            if !node.does_work() {
                 self.error(
                     timeout.pos,
                     &format!("`timeout_secs` does not apply to a `{kind}` node"),
                 );
-            }
-            if let Some(retry) = &common.retry {
-                self.error(retry.pos, &format!("`retry` does not apply to a `{kind}` node"));
+            } else if timeout.value <= 0.0 || Duration::try_from_secs_f64(timeout.value).is_err() {
+                self.error(
+                    timeout.pos,
+                    "`timeout_secs` must be a positive number of seconds, such as `30` or `0.5`",
+                );
             }
         }
         if let Some(retry) = &common.retry {
-            if retry.attempts == 0 {
-                self.error_hint(
-                    retry.pos,
-                    "`retry.attempts` must be at least 1",
-                    "it counts the first attempt too",
-                );
-            } else if retry.backoff_ms > retry.max_backoff_ms {
-                self.warning_hint(
-                    retry.pos,
-                    "`retry.backoff_ms` is above `max_backoff_ms`",
-                    "the delay will never grow",
-                );
-            }
+            self.retry(retry, node);
         }
         if let Some(visits) = &common.max_visits
             && visits.value == 0
         {
             self.error(visits.pos, "`max_visits` must be at least 1");
+        }
+    }
+
+    fn retry(&mut self, retry: &Spanned<Retry>, node: &Node) {
+        let kind = node.kind();
+        if !node.does_work() {
+            self.error(retry.pos, &format!("`retry` does not apply to a `{kind}` node"));
+        } else if matches!(node, Node::Subgraph(_) | Node::Map(_)) {
+            let message = format!("`retry` does not apply to a `{kind}` node");
+            let hint = "set `retry` on the nodes it runs: they are retried one by one";
+            self.error_hint(retry.pos, &message, hint);
+        } else if retry.attempts == 0 {
+            self.error_hint(
+                retry.pos,
+                "`retry.attempts` must be at least 1",
+                "it counts the first attempt too",
+            );
+        } else if retry.backoff_ms > retry.max_backoff_ms {
+            self.warning_hint(
+                retry.pos,
+                "`retry.backoff_ms` is above `max_backoff_ms`",
+                "the delay will never grow",
+            );
         }
     }
 }

@@ -48,7 +48,9 @@ pub(crate) fn check(
         let shape = Shape::new(nodes, &resolved);
         shape.check_entry_and_exits(checker, edges.first().map_or(Pos::new(1, 1), |e| e.pos));
         shape.check_cycles(checker, max_steps_set);
-        steps::check_parallel_writes(checker, &shape);
+        let exploration = steps::explore(&shape);
+        steps::check_parallel_writes(checker, &exploration);
+        steps::check_joins(checker, &shape, &exploration);
     }
     resolved
 }

@@ -98,86 +98,63 @@ impl ModelConfig {
     }
 
     /// Resolves where and how to send requests, asking `secrets` for each variable it needs.
+    /// A `base_url` in the file wins over the provider's variable and its default.
     pub fn endpoint(
         &self,
         alias: &str,
         secrets: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Endpoint, ConfigError> {
-        let var = |name: &str| secrets(name).filter(|value| !value.is_empty());
-        let required = |name: &str| {
-            var(name).ok_or_else(|| ConfigError::MissingVariable {
-                alias: alias.to_owned(),
-                variable: name.to_owned(),
-            })
-        };
-        let key_var = |usual: &str| self.api_key_env.clone().unwrap_or_else(|| usual.to_owned());
-        let base = |fallback: Option<&str>| -> Result<String, ConfigError> {
-            self.base_url
-                .clone()
-                .or(fallback.map(str::to_owned))
-                .ok_or_else(|| ConfigError::MissingBaseUrl {
-                    alias: alias.to_owned(),
-                })
-        };
-        let (url, auth, query, model) = match self.provider {
+        let vars = Vars { alias, secrets };
+        let Address {
+            url,
+            auth,
+            query,
+            model,
+        } = match self.provider {
             Provider::Openai => {
-                let base =
-                    var("OPENAI_BASE_URL").map_or_else(|| base(Some("https://api.openai.com/v1")), Ok)?;
-                (
+                let base = self.base_or(vars.get("OPENAI_BASE_URL"), "https://api.openai.com/v1");
+                Address::new(
                     chat_url(&base),
-                    Auth::Bearer(required(&key_var("OPENAI_API_KEY"))?),
-                    vec![],
+                    Auth::Bearer(vars.required(&self.key_var("OPENAI_API_KEY"))?),
                     self.model.clone(),
                 )
             }
-            Provider::Azure => {
-                let endpoint = match &self.base_url {
-                    Some(url) => url.clone(),
-                    None => required("AZURE_OPENAI_ENDPOINT")?,
-                };
-                let deployment = match self.model.is_empty() {
-                    true => required("AZURE_OPENAI_DEPLOYMENT_NAME")?,
-                    false => self.model.clone(),
-                };
-                let version = var("AZURE_OPENAI_API_VERSION").unwrap_or_else(|| "2024-10-21".to_owned());
-                let url = format!(
-                    "{}/openai/deployments/{deployment}/chat/completions",
-                    endpoint.trim_end_matches('/')
-                );
-                let key = Auth::ApiKeyHeader(required(&key_var("AZURE_OPENAI_API_KEY"))?);
-                (url, key, vec![("api-version".to_owned(), version)], deployment)
-            }
+            Provider::Azure => self.azure(&vars)?,
             Provider::Ollama => {
-                let base = match &self.base_url {
-                    Some(url) => url.clone(),
-                    None => var("OLLAMA_BASE_URL").unwrap_or_else(|| "http://localhost:11434".to_owned()),
-                };
+                let base = self.base_or(vars.get("OLLAMA_BASE_URL"), "http://localhost:11434");
                 let base = base.trim_end_matches('/');
                 let base = if base.ends_with("/v1") {
                     base.to_owned()
                 } else {
                     format!("{base}/v1")
                 };
-                (chat_url(&base), Auth::None, vec![], self.model.clone())
+                Address::new(chat_url(&base), Auth::None, self.model.clone())
             }
             Provider::Gemini => {
-                let base = base(Some("https://generativelanguage.googleapis.com/v1beta/openai"))?;
-                (
+                let base = self.base_or(None, "https://generativelanguage.googleapis.com/v1beta/openai");
+                Address::new(
                     chat_url(&base),
-                    Auth::Bearer(required(&key_var("GOOGLE_API_KEY"))?),
-                    vec![],
+                    Auth::Bearer(vars.required(&self.key_var("GOOGLE_API_KEY"))?),
                     self.model.clone(),
                 )
             }
             Provider::Vllm | Provider::Llamacpp | Provider::OpenaiCompatible => {
-                let auth = self
-                    .api_key_env
-                    .as_deref()
-                    .and_then(var)
-                    .map_or(Auth::None, Auth::Bearer);
-                (chat_url(&base(None)?), auth, vec![], self.model.clone())
+                let base = self.base_url.clone().ok_or_else(|| ConfigError::MissingBaseUrl {
+                    alias: alias.to_owned(),
+                })?;
+                let auth = match &self.api_key_env {
+                    Some(name) => Auth::Bearer(vars.required(name)?),
+                    None => Auth::None,
+                };
+                Address::new(chat_url(&base), auth, self.model.clone())
             }
         };
+        let timeout = Duration::try_from_secs_f64(self.timeout_secs)
+            .ok()
+            .filter(|timeout| !timeout.is_zero())
+            .ok_or_else(|| ConfigError::InvalidTimeout {
+                alias: alias.to_owned(),
+            })?;
         Ok(Endpoint {
             provider: self.provider.name().to_owned(),
             url,
@@ -186,10 +163,85 @@ impl ModelConfig {
             model,
             temperature: self.temperature,
             max_tokens: self.max_tokens,
-            timeout: Duration::from_secs_f64(self.timeout_secs.max(0.001)),
+            timeout,
             attempts: self.attempts.max(1),
             stream: self.stream,
             structured_output: self.structured_output.unwrap_or(StructuredOutput::JsonSchema),
+        })
+    }
+
+    /// Azure's deployment URL, `api-key` header and `api-version`.
+    fn azure(&self, vars: &Vars<'_>) -> Result<Address, ConfigError> {
+        let endpoint = match &self.base_url {
+            Some(url) => url.clone(),
+            None => vars.required("AZURE_OPENAI_ENDPOINT")?,
+        };
+        let deployment = match self.model.is_empty() {
+            true => vars.required("AZURE_OPENAI_DEPLOYMENT_NAME")?,
+            false => self.model.clone(),
+        };
+        let version = vars
+            .get("AZURE_OPENAI_API_VERSION")
+            .unwrap_or_else(|| "2024-10-21".to_owned());
+        let url = format!(
+            "{}/openai/deployments/{deployment}/chat/completions",
+            endpoint.trim_end_matches('/')
+        );
+        let key = Auth::ApiKeyHeader(vars.required(&self.key_var("AZURE_OPENAI_API_KEY"))?);
+        Ok(Address {
+            url,
+            auth: key,
+            query: vec![("api-version".to_owned(), version)],
+            model: deployment,
+        })
+    }
+
+    fn base_or(&self, variable: Option<String>, fallback: &str) -> String {
+        self.base_url
+            .clone()
+            .or(variable)
+            .unwrap_or_else(|| fallback.to_owned())
+    }
+
+    fn key_var(&self, usual: &str) -> String {
+        self.api_key_env.clone().unwrap_or_else(|| usual.to_owned())
+    }
+}
+
+/// Where a model's requests go and how they authenticate.
+struct Address {
+    url: String,
+    auth: Auth,
+    query: Vec<(String, String)>,
+    model: String,
+}
+
+impl Address {
+    fn new(url: String, auth: Auth, model: String) -> Address {
+        Address {
+            url,
+            auth,
+            query: Vec::new(),
+            model,
+        }
+    }
+}
+
+/// The variables a model's settings come from, asked for by name.
+struct Vars<'a> {
+    alias: &'a str,
+    secrets: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.secrets)(name).filter(|value| !value.is_empty())
+    }
+
+    fn required(&self, name: &str) -> Result<String, ConfigError> {
+        self.get(name).ok_or_else(|| ConfigError::MissingVariable {
+            alias: self.alias.to_owned(),
+            variable: name.to_owned(),
         })
     }
 }
@@ -250,6 +302,8 @@ pub enum ConfigError {
     MissingVariable { alias: String, variable: String },
     #[error("model `{alias}` needs `base_url` in `[models.{alias}]` of finch.toml")]
     MissingBaseUrl { alias: String },
+    #[error("model `{alias}`: `timeout_secs` must be a positive number of seconds")]
+    InvalidTimeout { alias: String },
 }
 
 #[cfg(test)]

@@ -96,16 +96,24 @@ impl Scripted {
             .collect()
     }
 
+    /// The next reply for `node`: keyed by its path (`each[2]/write_sql`), else its path
+    /// without item indexes (`each/write_sql`), else its id (`write_sql`).
     fn next(&self, node: &str) -> Option<ScriptEntry> {
         let mut replies = self.replies.lock().expect("script lock");
-        let id = node.rsplit('/').next().unwrap_or(node);
-        for key in [node, id] {
+        let without_indexes: String = node.split('/').map(strip_index).collect::<Vec<_>>().join("/");
+        let id = without_indexes.rsplit('/').next().unwrap_or(node).to_owned();
+        for key in [node, &without_indexes, &id] {
             if let Some(entry) = replies.get_mut(key).and_then(VecDeque::pop_front) {
                 return Some(entry);
             }
         }
         None
     }
+}
+
+/// `each[2]` → `each`.
+fn strip_index(segment: &str) -> &str {
+    segment.split('[').next().unwrap_or(segment)
 }
 
 impl LlmClient for Scripted {
@@ -240,6 +248,19 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "scripted model `fast`: the script has no reply left for node `answer`"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_map_item_falls_back_to_its_node_without_the_index() {
+        let script = Scripted::parse("each: [plain]\n\"each[1]\": [indexed]\n").unwrap();
+        assert_eq!(
+            script.complete(&request("each[1]"), None).await.unwrap().text,
+            "indexed"
+        );
+        assert_eq!(
+            script.complete(&request("each[0]"), None).await.unwrap().text,
+            "plain"
         );
     }
 

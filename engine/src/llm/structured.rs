@@ -18,8 +18,9 @@ pub struct JsonReply {
 /// Why a structured reply could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StructuredError {
-    #[error(transparent)]
-    Llm(#[from] LlmError),
+    /// A call failed; `calls` are those that succeeded before it.
+    #[error("{error}")]
+    Llm { error: LlmError, calls: Vec<LlmCall> },
     #[error(
         "{provider} model `{model}` answered twice with JSON that does not fit the output schema: {problem}"
     )]
@@ -32,6 +33,20 @@ pub enum StructuredError {
     },
 }
 
+impl StructuredError {
+    /// The calls made before the error, to be recorded like any other.
+    pub fn calls(&self) -> &[LlmCall] {
+        match self {
+            StructuredError::Llm { calls, .. } | StructuredError::Invalid { calls, .. } => calls,
+        }
+    }
+
+    /// Whether asking again could help: a provider fault, not a model that keeps answering wrong.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StructuredError::Llm { error, .. } if error.is_retryable())
+    }
+}
+
 /// Asks for JSON matching `schema` (the request's `output_schema`), with one repair round.
 pub async fn complete_json(
     client: &dyn LlmClient,
@@ -39,8 +54,12 @@ pub async fn complete_json(
     schema: &jsonschema::Validator,
     tokens: Option<&TokenSink>,
 ) -> Result<JsonReply, StructuredError> {
+    let failed = |error, calls| StructuredError::Llm { error, calls };
     let first = LlmCall {
-        response: client.complete(request, tokens).await?,
+        response: client
+            .complete(request, tokens)
+            .await
+            .map_err(|error| failed(error, vec![]))?,
         request: request.clone(),
     };
     let problem = match check(&first.response.text, schema) {
@@ -62,9 +81,12 @@ pub async fn complete_json(
              no other text, matching the JSON Schema you were given."
         ),
     ));
-    let second = LlmCall {
-        response: client.complete(&repair, tokens).await?,
-        request: repair,
+    let second = match client.complete(&repair, tokens).await {
+        Ok(response) => LlmCall {
+            response,
+            request: repair,
+        },
+        Err(error) => return Err(failed(error, vec![first])),
     };
     match check(&second.response.text, schema) {
         Ok(value) => Ok(JsonReply {
@@ -84,17 +106,9 @@ pub async fn complete_json(
 pub fn check(text: &str, schema: &jsonschema::Validator) -> Result<Value, String> {
     let json = strip_fence(text.trim());
     let value: Value = serde_json::from_str(json).map_err(|err| format!("it is not valid JSON ({err})"))?;
-    let problems: Vec<String> = schema
-        .iter_errors(&value)
-        .take(3)
-        .map(|err| match err.instance_path().as_str() {
-            "" => err.to_string(),
-            path => format!("at `{path}`: {err}"),
-        })
-        .collect();
-    match problems.is_empty() {
-        true => Ok(value),
-        false => Err(format!("it does not match the schema ({})", problems.join("; "))),
+    match crate::state::problem(Some(schema), &value) {
+        None => Ok(value),
+        Some(problems) => Err(format!("it does not match the schema ({problems})")),
     }
 }
 

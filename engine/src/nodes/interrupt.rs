@@ -44,14 +44,23 @@ impl NodeKind for InterruptNode {
             .response_schema
             .as_ref()
             .and_then(|schema: &SchemaRef| cx.schema(schema));
-        cx.writes(self.writes.as_ref(), schema.as_ref(), WritesDefault::Properties);
+        let origin = self
+            .response_schema
+            .as_ref()
+            .map_or(cx.pos(), |schema| schema.0.pos);
+        cx.writes(
+            self.writes.as_ref(),
+            schema.as_ref(),
+            WritesDefault::Properties,
+            origin,
+        );
     }
 
     /// The first time, evaluates the payload and waits; resumed, writes the answer (which
     /// `Engine::resume` has validated against `response_schema`).
     async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
         if let Resume::Answer(answer) = &cx.resume {
-            return cx.writes(self.writes.as_ref(), answer.clone(), WritesDefault::Properties);
+            return cx.writes(self.writes.as_ref(), answer.clone());
         }
         let mut payload = serde_json::Map::new();
         for (name, expression) in &self.payload {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Assignments, NodeKind, SchemaRef};
 use crate::graph::check::{Local, NodeCx, WritesDefault};
-use crate::llm::structured::{JsonReply, StructuredError, complete_json};
+use crate::llm::structured::{JsonReply, complete_json};
 use crate::llm::{LlmCall, LlmError, LlmRequest, Message, Role, TokenSink};
 use crate::run::{Event, NodeError, RunCx, Write};
 use crate::yaml::Spanned;
@@ -88,10 +88,16 @@ impl NodeKind for LlmNode {
             None => Some(json!({ "type": "string" })),
         };
         let default = match self.output_schema {
-            Some(_) => WritesDefault::Properties,
+            Some(_) => WritesDefault::PropertiesRequired(
+                "the output schema lists no properties to store: say what to store with `writes:`",
+            ),
             None => WritesDefault::Required("`writes: { answer: output }` stores the reply text"),
         };
-        cx.writes(self.writes.as_ref(), schema.as_ref(), default);
+        let origin = self
+            .output_schema
+            .as_ref()
+            .map_or(self.model.pos, |schema| schema.0.pos);
+        cx.writes(self.writes.as_ref(), schema.as_ref(), default, origin);
     }
 
     async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
@@ -99,21 +105,19 @@ impl NodeKind for LlmNode {
         let sink = token_sink(cx);
         let llm = &*cx.engine.llm;
         let output = match cx.graph.compiled.nodes.get(cx.id) {
-            Some(schema) => {
-                let reply = complete_json(llm, &request, schema, Some(&sink)).await;
-                let (value, calls) = match reply {
-                    Ok(JsonReply { value, calls }) => (Ok(value), calls),
-                    Err(StructuredError::Llm(err)) => return Err(llm_failure(err)),
-                    Err(err @ StructuredError::Invalid { .. }) => {
-                        let StructuredError::Invalid { calls, .. } = &err else {
-                            unreachable!()
-                        };
-                        (Err(NodeError::failed(err.to_string())), calls.clone())
-                    }
-                };
-                record(cx, calls);
-                value?
-            }
+            Some(schema) => match complete_json(llm, &request, schema, Some(&sink)).await {
+                Ok(JsonReply { value, calls }) => {
+                    record(cx, calls);
+                    value
+                }
+                Err(err) => {
+                    record(cx, err.calls().to_vec());
+                    return Err(NodeError::Failed {
+                        retryable: err.is_retryable(),
+                        message: err.to_string(),
+                    });
+                }
+            },
             None => {
                 let response = llm.complete(&request, Some(&sink)).await.map_err(llm_failure)?;
                 let text = response.text.clone();
@@ -121,11 +125,7 @@ impl NodeKind for LlmNode {
                 Value::String(text)
             }
         };
-        let default = match self.output_schema {
-            Some(_) => WritesDefault::Properties,
-            None => WritesDefault::Required(""),
-        };
-        cx.writes(self.writes.as_ref(), output, default)
+        cx.writes(self.writes.as_ref(), output)
     }
 }
 

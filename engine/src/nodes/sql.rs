@@ -100,24 +100,50 @@ impl NodeKind for SqlNode {
             },
             "additionalProperties": false,
         });
-        cx.writes(self.writes.as_ref(), Some(&output), WritesDefault::Nothing);
+        cx.writes(
+            self.writes.as_ref(),
+            Some(&output),
+            WritesDefault::Nothing,
+            self.query.pos,
+        );
     }
 
     /// Binds the parameters and runs the statement on the engine's database.
+    /// Runs the statement in a transaction of its own (read only for `read`), under the node's
+    /// timeout as `statement_timeout`, so a statement cut short is rolled back, not left running.
     async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
         let Some(pool) = &cx.engine.db else {
             return Err(NodeError::failed(
                 "this `sql` node needs a database, and the run has none",
             ));
         };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.query.value.clone()));
+        let mut params = Vec::with_capacity(self.params.len());
         for param in &self.params {
-            query = rows::bind(query, cx.eval(param)?);
+            params.push(cx.eval(param)?);
         }
-        let returns_rows =
-            self.mode == SqlMode::Read || self.query.to_ascii_lowercase().contains("returning");
-        let output = if returns_rows {
-            let rows = query.fetch_all(pool).await.map_err(database_failure)?;
+        let mut tx = pool.begin().await.map_err(database_failure)?;
+        let mut settings = Vec::new();
+        if self.mode == SqlMode::Read {
+            settings.push("SET TRANSACTION READ ONLY".to_owned());
+        }
+        if let Some(timeout) = cx.timeout {
+            settings.push(format!(
+                "SET LOCAL statement_timeout = {}",
+                timeout.as_millis().max(1)
+            ));
+        }
+        for setting in settings {
+            sqlx::query(sqlx::AssertSqlSafe(setting))
+                .execute(&mut *tx)
+                .await
+                .map_err(database_failure)?;
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.query.value.clone()));
+        for param in params {
+            query = rows::bind(query, param);
+        }
+        let output = if self.mode == SqlMode::Read || has_keyword(&self.query, "returning") {
+            let rows = query.fetch_all(&mut *tx).await.map_err(database_failure)?;
             let rows: Vec<Value> = rows
                 .iter()
                 .map(rows::row_to_json)
@@ -125,10 +151,11 @@ impl NodeKind for SqlNode {
                 .map_err(NodeError::failed)?;
             json!({ "rows_affected": rows.len(), "rows": rows })
         } else {
-            let done = query.execute(pool).await.map_err(database_failure)?;
+            let done = query.execute(&mut *tx).await.map_err(database_failure)?;
             json!({ "rows_affected": done.rows_affected(), "rows": [] })
         };
-        cx.writes(self.writes.as_ref(), output, WritesDefault::Nothing)
+        tx.commit().await.map_err(database_failure)?;
+        cx.writes(self.writes.as_ref(), output)
     }
 }
 
@@ -144,46 +171,78 @@ fn database_failure(err: sqlx::Error) -> NodeError {
     }
 }
 
+/// `sql` with the insides of string literals, quoted names and comments blanked out, so
+/// what is left is code.
+fn code_only(sql: &str) -> String {
+    let mut code = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let end = match (c, chars.peek()) {
+            ('\'' | '"', _) => Some(c.to_string()),
+            ('-', Some('-')) => Some("\n".to_owned()),
+            ('/', Some('*')) => Some("*/".to_owned()),
+            _ => None,
+        };
+        let Some(end) = end else {
+            code.push(c);
+            continue;
+        };
+        code.push(' ');
+        let mut previous = c;
+        for inner in chars.by_ref() {
+            code.push(' ');
+            let closes = match end.as_str() {
+                "*/" => previous == '*' && inner == '/',
+                other => other.starts_with(inner),
+            };
+            if closes {
+                break;
+            }
+            previous = inner;
+        }
+    }
+    code
+}
+
 /// The highest `$n` placeholder in `sql`, outside quotes and comments.
 fn highest_placeholder(sql: &str) -> usize {
-    let bytes = sql.as_bytes();
-    let mut highest = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            quote @ (b'\'' | b'"') => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != quote {
-                    i += 1;
-                }
-            }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
-                    i += 1;
-                }
-            }
-            b'$' => {
-                let digits: String = sql[i + 1..].chars().take_while(char::is_ascii_digit).collect();
-                if let Ok(n) = digits.parse::<usize>() {
-                    highest = highest.max(n);
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    highest
+    let code = code_only(sql);
+    code.split('$')
+        .skip(1)
+        .filter_map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether `word` appears in `sql` as a keyword (not inside a name, string or comment).
+fn has_keyword(sql: &str, word: &str) -> bool {
+    code_only(sql)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|token| token.eq_ignore_ascii_case(word))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::highest_placeholder;
+    use super::{has_keyword, highest_placeholder};
+
+    #[test]
+    fn returning_is_found_as_a_keyword_only() {
+        assert!(has_keyword("INSERT INTO t VALUES (1) Returning id", "returning"));
+        assert!(!has_keyword(
+            "UPDATE c SET returning_customer = true",
+            "returning"
+        ));
+        assert!(!has_keyword(
+            "UPDATE c SET note = 'returning' -- returning",
+            "returning"
+        ));
+    }
 
     #[test]
     fn placeholders_in_strings_and_comments_do_not_count() {

@@ -45,6 +45,17 @@ impl NodeKind for SubgraphNode {
         let Some(graph) = cx.subgraph(&self.graph) else {
             return;
         };
+        for (name, field) in &graph.context {
+            if field.default_value().is_none() && !cx.has_context(name) {
+                let message = format!(
+                    "graph `{}` needs the context `{name}`, which this graph does not have",
+                    graph.name
+                );
+                let hint =
+                    format!("declare `{name}` under `context:` here; a subgraph gets its parent's context");
+                cx.error_hint(self.graph.pos, &message, &hint);
+            }
+        }
         if cx.in_map() && graph.can_pause() {
             let message = format!(
                 "graph `{}` can pause for an answer, so a `map` cannot run it",
@@ -82,7 +93,12 @@ impl NodeKind for SubgraphNode {
             .map(|name| (name.clone(), graph.state[name].schema.clone()))
             .collect();
         let output = json!({ "type": "object", "properties": properties, "additionalProperties": false });
-        cx.writes(self.writes.as_ref(), Some(&output), WritesDefault::Properties);
+        cx.writes(
+            self.writes.as_ref(),
+            Some(&output),
+            WritesDefault::Properties,
+            self.graph.pos,
+        );
     }
 
     /// Runs the subgraph to its end (or its first pause) as one step of this graph.
@@ -93,7 +109,7 @@ impl NodeKind for SubgraphNode {
                 self.graph.value
             )));
         };
-        let events = cx.events.nested(&cx.path);
+        let events = cx.events.nested(&cx.path, cx.step);
         let outcome = match &cx.resume {
             Resume::Child { checkpoint, answers } => {
                 cx.engine
@@ -116,11 +132,7 @@ impl NodeKind for SubgraphNode {
             }
         };
         match outcome.status {
-            RunStatus::Succeeded => cx.writes(
-                self.writes.as_ref(),
-                Value::Object(outcome.output),
-                WritesDefault::Properties,
-            ),
+            RunStatus::Succeeded => cx.writes(self.writes.as_ref(), Value::Object(outcome.output)),
             RunStatus::Interrupted => Err(NodeError::Wait(Waiting::Subgraph {
                 checkpoint: Box::new(outcome.checkpoint),
             })),

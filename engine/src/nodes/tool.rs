@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Assignments, NodeKind};
 use crate::diagnostic::did_you_mean;
-use crate::graph::check::{NodeCx, WritesDefault};
+use crate::graph::check::{Local, NodeCx, WritesDefault};
 use crate::run::{NodeError, RunCx, Write};
 use crate::yaml::{Pos, Spanned, backticked};
 
@@ -88,6 +88,10 @@ impl NodeKind for ToolNode {
             return;
         };
         check_args(cx, spec, &self.args, self.tool.pos);
+        if let Some(template) = self.args.get("template").filter(|_| spec.name == "format") {
+            let others: Vec<Local> = self.args.keys().map(|name| Local::new(name, None)).collect();
+            cx.template_text(template, &others);
+        }
         if spec.echoes_args {
             let properties: Map<String, Value> = self
                 .args
@@ -95,25 +99,26 @@ impl NodeKind for ToolNode {
                 .map(|name| (name.value.clone(), json!({})))
                 .collect();
             let output = json!({ "type": "object", "properties": properties, "additionalProperties": false });
-            cx.writes(self.writes.as_ref(), Some(&output), WritesDefault::Properties);
+            cx.writes(
+                self.writes.as_ref(),
+                Some(&output),
+                WritesDefault::Properties,
+                self.tool.pos,
+            );
         } else {
             let hint = "`writes: { <field>: output }` stores the result";
             cx.writes(
                 self.writes.as_ref(),
                 Some(&json!({ "type": "string" })),
                 WritesDefault::Required(hint),
+                self.tool.pos,
             );
         }
     }
 
     async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
         let output = self.call(cx).await?;
-        let spec = TOOLS.iter().find(|spec| spec.name == self.tool.as_str());
-        let default = match spec.is_some_and(|spec| spec.echoes_args) {
-            true => WritesDefault::Properties,
-            false => WritesDefault::Nothing,
-        };
-        cx.writes(self.writes.as_ref(), output, default)
+        cx.writes(self.writes.as_ref(), output)
     }
 }
 

@@ -75,12 +75,28 @@ pub enum Event {
     },
 }
 
+impl Event {
+    fn set_step(&mut self, parent_step: u32) {
+        match self {
+            Event::NodeStarted { step, .. }
+            | Event::NodeRetrying { step, .. }
+            | Event::NodeFinished { step, .. }
+            | Event::NodeFailed { step, .. }
+            | Event::NodeInterrupted { step, .. }
+            | Event::StepFinished { step, .. } => *step = parent_step,
+            _ => {}
+        }
+    }
+}
+
 /// Where a run's events go.
 #[derive(Debug, Clone, Default)]
 pub struct Events {
     sender: Option<UnboundedSender<Event>>,
     /// Path of the subgraph node these events come from, with a trailing `/`.
     prefix: String,
+    /// For a subgraph's events, the step of the parent run they belong to.
+    step: Option<u32>,
 }
 
 impl Events {
@@ -90,6 +106,7 @@ impl Events {
         let events = Events {
             sender: Some(sender),
             prefix: String::new(),
+            step: None,
         };
         (events, receiver)
     }
@@ -99,11 +116,13 @@ impl Events {
         Events::default()
     }
 
-    /// The events of a subgraph run inside node `path`.
-    pub(crate) fn nested(&self, path: &str) -> Events {
+    /// The events of a subgraph run inside node `path`, which runs in the parent's `step`:
+    /// they carry the parent's step number, so a reader sees one timeline.
+    pub(crate) fn nested(&self, path: &str, step: u32) -> Events {
         Events {
             sender: self.sender.clone(),
             prefix: format!("{path}/"),
+            step: Some(self.step.unwrap_or(step)),
         }
     }
 
@@ -116,7 +135,10 @@ impl Events {
         format!("{}{node}", self.prefix)
     }
 
-    pub(crate) fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, mut event: Event) {
+        if let Some(parent_step) = self.step {
+            event.set_step(parent_step);
+        }
         if let Some(sender) = &self.sender {
             // A receiver that went away does not stop the run.
             let _ = sender.send(event);

@@ -10,7 +10,6 @@ use super::Engine;
 use super::checkpoint::{Checkpoint, Waiting, Write};
 use super::event::{Event, Events};
 use super::scope::Scope;
-use crate::graph::check::WritesDefault;
 use crate::graph::{Graph, NodeId};
 use crate::nodes::{Assignments, Node, NodeCommon, Retry};
 
@@ -30,6 +29,8 @@ pub(crate) struct RunCx<'a> {
     pub(crate) scope: Scope,
     pub(crate) events: &'a Events,
     pub(crate) resume: Resume,
+    /// The node's `timeout_secs`, which a node may also pass on (as `statement_timeout`).
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// How a node run starts: afresh, or continuing after a pause.
@@ -85,35 +86,46 @@ impl RunCx<'_> {
             .map_err(|err| NodeError::failed(format!("template `{template}`: {err}")))
     }
 
-    /// Turns a node's output into writes, by its `writes` or by default.
+    /// Turns a node's output into writes: by its `writes`, or else the fields the checker
+    /// found in its output's schema — never any other key the output happens to hold.
     pub(crate) fn writes(
         &self,
         writes: Option<&Assignments>,
         output: Value,
-        default: WritesDefault,
     ) -> Result<Vec<Write>, NodeError> {
-        if let Some(writes) = writes {
-            let scope = self.scope.with("output", &output);
-            let mut found = Vec::with_capacity(writes.len());
-            for (field, expression) in writes {
-                let value = scope
-                    .eval(&self.graph.compiled.templates, expression)
-                    .map_err(|err| NodeError::failed(format!("`writes.{field}`: {err}")))?;
-                found.push(Write {
-                    field: field.value.clone(),
+        let Some(writes) = writes else {
+            let fields = self
+                .graph
+                .compiled
+                .default_writes
+                .get(self.id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let Value::Object(mut output) = output else {
+                return Ok(Vec::new());
+            };
+            let found = fields
+                .iter()
+                .filter_map(|field| Some((field, output.remove(field)?)));
+            return Ok(found
+                .map(|(field, value)| Write {
+                    field: field.clone(),
                     value,
-                });
-            }
-            return Ok(found);
+                })
+                .collect());
+        };
+        let scope = self.scope.with("output", &output);
+        let mut found = Vec::with_capacity(writes.len());
+        for (field, expression) in writes {
+            let value = scope
+                .eval(&self.graph.compiled.templates, expression)
+                .map_err(|err| NodeError::failed(format!("`writes.{field}`: {err}")))?;
+            found.push(Write {
+                field: field.value.clone(),
+                value,
+            });
         }
-        match (default, output) {
-            (WritesDefault::Properties, Value::Object(properties)) => Ok(properties
-                .into_iter()
-                .filter(|(field, _)| self.graph.state.contains_key(field))
-                .map(|(field, value)| Write { field, value })
-                .collect()),
-            _ => Ok(Vec::new()),
-        }
+        Ok(found)
     }
 
     pub(crate) fn emit(&self, event: Event) {
@@ -128,43 +140,47 @@ pub(crate) async fn run_node(
     node: &Node,
 ) -> Result<Vec<Write>, NodeError> {
     let attempts = common.retry.as_ref().map_or(1, |retry| retry.attempts.max(1));
+    // Checked graphs only hold timeouts that fit a `Duration`.
     let timeout = common
         .timeout_secs
         .as_ref()
-        .map(|secs| Duration::from_secs_f64(secs.value));
+        .and_then(|secs| Duration::try_from_secs_f64(secs.value).ok());
+    let mut cx = cx.clone();
+    cx.timeout = timeout;
+    let cx = &cx;
     let mut attempt = 1;
     loop {
         let result = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, node.run(cx)).await {
-                Ok(result) => result,
-                Err(_) => Err(NodeError::transient(format!(
-                    "timed out after {}s",
-                    limit.as_secs_f64()
-                ))),
-            },
+            Some(limit) => tokio::time::timeout(limit, node.run(cx))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(node, limit))),
             None => node.run(cx).await,
         };
-        match (result, &common.retry) {
-            (
-                Err(NodeError::Failed {
-                    message,
-                    retryable: true,
-                }),
-                Some(retry),
-            ) if attempt < attempts => {
-                let delay = backoff(retry, attempt);
-                cx.emit(Event::NodeRetrying {
-                    step: cx.step,
-                    node: cx.path.clone(),
-                    attempt,
-                    error: message,
-                    delay_ms: delay.as_millis() as u64,
-                });
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            (result, _) => return result,
+        let retry = match (&result, &common.retry) {
+            (Err(NodeError::Failed { retryable: true, .. }), Some(retry)) if attempt < attempts => retry,
+            _ => return result,
+        };
+        let delay = backoff(retry, attempt);
+        if let Err(NodeError::Failed { message, .. }) = result {
+            cx.emit(Event::NodeRetrying {
+                step: cx.step,
+                node: cx.path.clone(),
+                attempt,
+                error: message,
+                delay_ms: delay.as_millis() as u64,
+            });
         }
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+/// A timed-out attempt; a write is not retried after one, since it may have been applied.
+fn timed_out(node: &Node, limit: Duration) -> NodeError {
+    let message = format!("timed out after {}s", limit.as_secs_f64());
+    match node.writes_outside() {
+        true => NodeError::failed(format!("{message} (a write is not retried after a timeout)")),
+        false => NodeError::transient(message),
     }
 }
 
@@ -219,9 +235,14 @@ mod tests {
             backoff_ms: 100,
             max_backoff_ms: 250,
         };
-        for _ in 0..50 {
-            assert!(backoff(&retry, 1) <= Duration::from_millis(100));
-            assert!(backoff(&retry, 3) <= Duration::from_millis(250));
-        }
+        let first: Vec<Duration> = (0..200).map(|_| backoff(&retry, 1)).collect();
+        let third: Vec<Duration> = (0..200).map(|_| backoff(&retry, 3)).collect();
+        assert!(first.iter().all(|delay| *delay <= Duration::from_millis(100)));
+        assert!(third.iter().all(|delay| *delay <= Duration::from_millis(250)));
+        // Uniform over [0, 250] ms, 200 draws all at or below 100 ms would be a 0.4^200 chance.
+        assert!(
+            third.iter().any(|delay| *delay > Duration::from_millis(100)),
+            "the third delay never grew"
+        );
     }
 }

@@ -23,8 +23,8 @@ pub(crate) fn problem(validator: Option<&jsonschema::Validator>, value: &Value) 
 
 /// Merges one write into the state by the field's reducer, validating what is written.
 ///
-/// For `append` the written list is validated (its items against the field's `items`), for
-/// the other reducers the field's new value. `replaced` tracks the `replace` fields written
+/// The field's new value is validated, whatever the reducer (so `maxItems` holds for an
+/// `append` field too). `replaced` tracks the `replace` fields written
 /// in this step: a second write to one is an error, never a silent overwrite.
 pub(crate) fn apply(
     graph: &Graph,
@@ -55,16 +55,12 @@ pub(crate) fn apply(
                     kind(&write.value)
                 ));
             };
-            if let Some(problem) = problem(validator, &write.value) {
-                return Err(invalid(problem));
-            }
-            let mut list = match state.remove(name) {
-                Some(Value::Array(existing)) => existing,
+            let mut list = match state.get(name) {
+                Some(Value::Array(existing)) => existing.clone(),
                 _ => Vec::new(),
             };
             list.extend(items.iter().cloned());
-            state.insert(name.clone(), Value::Array(list));
-            return Ok(());
+            Value::Array(list)
         }
         Reducer::Merge => {
             let Value::Object(entries) = &write.value else {

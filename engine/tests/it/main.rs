@@ -7,6 +7,7 @@
 mod draw;
 mod graph_schema;
 mod llm;
+mod resume;
 mod run;
 mod validation;
 

@@ -13,6 +13,18 @@ use crate::config::Config;
 /// Runs the cases of every graph under `paths` that has a `<graph>.cases.yaml`.
 pub(crate) async fn test(paths: &[PathBuf], db: Option<&str>, config: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::read(config)?;
+    for path in paths {
+        if !path.exists() {
+            anyhow::bail!("`{}` does not exist", path.display());
+        }
+        if path.is_file() && !cases::cases_path(path).is_file() {
+            anyhow::bail!(
+                "`{}` has no test cases: expected `{}`",
+                path.display(),
+                cases::cases_path(path).display()
+            );
+        }
+    }
     let mut databases: Option<CaseDatabases> = None;
     let (mut passed, mut failed) = (0, 0);
     for graph_file in graph_files(paths)? {

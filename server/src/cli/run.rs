@@ -65,6 +65,7 @@ pub(crate) async fn run(args: RunArgs, config: &Path) -> anyhow::Result<ExitCode
             print_event(&event, format);
         }
     });
+    refuse_unknown_answers(&graph, &answers)?;
     let mut outcome = engine.start(&graph, input, context, &events).await?;
     while outcome.status == RunStatus::Interrupted {
         let waiting: Answers = outcome
@@ -86,6 +87,24 @@ pub(crate) async fn run(args: RunArgs, config: &Path) -> anyhow::Result<ExitCode
         RunStatus::Failed => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// An `--answer` for an interrupt the graph does not have is a typo: say so.
+fn refuse_unknown_answers(graph: &engine::Graph, answers: &BTreeMap<String, Value>) -> anyhow::Result<()> {
+    let known = graph.interrupt_ids();
+    for id in answers.keys() {
+        if !known.contains(id) {
+            let hint = engine::diagnostic::closest(id, known.iter().map(String::as_str)).map_or_else(
+                || format!("its interrupts are: {}", known.join(", ")),
+                |best| format!("did you mean `{best}`?"),
+            );
+            bail!(
+                "--answer `{id}`: graph `{}` has no interrupt `{id}`; {hint}",
+                graph.name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The model client: scripted replies, or the configured models the graph uses.

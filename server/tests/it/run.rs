@@ -180,3 +180,46 @@ async fn run_calls_a_configured_provider_over_http() {
         "Answer in one word: What colour is the sky?"
     );
 }
+
+#[test]
+fn run_refuses_an_answer_for_an_interrupt_the_graph_does_not_have() {
+    let output = finch(&[
+        "run",
+        HELPDESK,
+        "--input",
+        REFUND,
+        "--context",
+        r#"{"customer_name": "Ada"}"#,
+        "--llm",
+        "scripted:examples/helpdesk/helpdesk.script.yaml",
+        "--answer",
+        r#"aprove={"approved": true}"#,
+    ]);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{errors}");
+    assert!(
+        errors.contains("graph `helpdesk` has no interrupt `aprove`; did you mean `approve`?"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn graph_test_refuses_a_path_without_cases() {
+    let output = finch(&["graph", "test", "engine/tests/it/data/valid/profile.yaml"]);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{errors}");
+    assert!(
+        errors.contains("has no test cases: expected `engine/tests/it/data/valid/profile.cases.yaml`"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn check_finds_the_project_of_a_graph_named_from_its_own_folder() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_finch"))
+        .args(["graph", "check", "helpdesk.yaml"])
+        .current_dir(crate::repo_root().join("examples/helpdesk"))
+        .output()
+        .expect("finch runs");
+    assert!(output.status.success(), "{}", stdout(&output));
+}

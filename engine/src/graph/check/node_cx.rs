@@ -38,8 +38,11 @@ impl Local {
 /// What a node writes when it has no `writes:`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum WritesDefault {
-    /// Each top-level property of its output, to the state field of the same name.
+    /// Each top-level property its output's schema lists, to the state field of the same name
+    /// (nothing when the schema lists none).
     Properties,
+    /// The same, but a schema that lists no property is a mistake: the hint says what to do.
+    PropertiesRequired(&'static str),
     /// Nothing.
     Nothing,
     /// Nothing, which is a mistake: the hint says what to write instead.
@@ -157,6 +160,31 @@ impl<'c, 'l> NodeCx<'c, 'l> {
         }
     }
 
+    /// Template text written in the graph (the `format` tool's `template`, when it is a
+    /// literal): it compiles, and every variable it uses exists.
+    pub(crate) fn template_text(&mut self, expression: &Spanned<String>, locals: &[Local]) {
+        let Some(text) = self.checker.loader.templates.literal(expression) else {
+            return;
+        };
+        let variables = match self.checker.loader.templates.text(&text) {
+            Ok(variables) => variables,
+            Err(TemplateProblem::Syntax { message, .. } | TemplateProblem::Other(message)) => {
+                self.error(
+                    expression.pos,
+                    &format!("this template does not compile: {message}"),
+                );
+                return;
+            }
+            Err(TemplateProblem::Missing) => return,
+        };
+        let locals: Vec<Local> = self.locals.iter().chain(locals).cloned().collect();
+        for variable in variables {
+            if let Err((message, hint)) = self.checker.resolve(&variable, &locals) {
+                self.checker.error(expression.pos, message, hint);
+            }
+        }
+    }
+
     /// A state field named directly (such as a prompt's `history`); counts as a read.
     pub(crate) fn read_field(&mut self, name: &Spanned<String>, role: &str) {
         if self.checker.state.contains_key(name.as_str()) {
@@ -188,6 +216,11 @@ impl<'c, 'l> NodeCx<'c, 'l> {
         let list = self.checker.resolved.get(over.as_str())?;
         let items = list.get("items")?.clone();
         self.checker.loader.schemas.resolve(&items).ok()
+    }
+
+    /// Whether the graph declares the context field `name`.
+    pub(crate) fn has_context(&self, name: &str) -> bool {
+        self.checker.context.contains_key(name)
     }
 
     /// Whether this is the node inside a `map`.
@@ -253,37 +286,55 @@ impl<'c, 'l> NodeCx<'c, 'l> {
     }
 
     /// The node's `writes` (or what it writes by default), given the schema of its `output`.
+    /// `origin` is where that schema is written, for errors about its properties.
     pub(crate) fn writes(
         &mut self,
         writes: Option<&Assignments>,
         output: Option<&Value>,
         default: WritesDefault,
+        origin: Pos,
     ) {
         let output_local = [Local::new("output", output.cloned())];
         if let Some(writes) = writes {
             for (field, expression) in writes {
-                self.write(field);
+                self.write(field, None);
                 self.expression(expression, &output_local);
             }
             return;
         }
-        match default {
-            WritesDefault::Properties => {
-                for name in output.and_then(property_names).unwrap_or_default() {
-                    self.write(&Spanned::new(self.pos, name));
-                }
-            }
-            WritesDefault::Nothing => {}
-            WritesDefault::Required(hint) => {
-                let message = format!("node `{}` does not say what it writes", self.id);
-                self.error_hint(self.pos, &message, hint);
-            }
+        let properties = output.and_then(property_names).unwrap_or_default();
+        let missing_hint = match default {
+            WritesDefault::Nothing => return,
+            WritesDefault::Required(hint) => Some(hint),
+            WritesDefault::PropertiesRequired(hint) if properties.is_empty() => Some(hint),
+            WritesDefault::Properties | WritesDefault::PropertiesRequired(_) => None,
+        };
+        if let Some(hint) = missing_hint {
+            let message = format!("node `{}` does not say what it writes", self.id);
+            self.error_hint(self.pos, &message, hint);
+            return;
+        }
+        // At run time the node writes exactly these fields, whatever else its output holds.
+        self.checker
+            .compiled
+            .default_writes
+            .insert(self.id.clone(), properties.clone());
+        for name in properties {
+            let schema = output.and_then(|o| o.pointer(&format!("/properties/{name}")));
+            self.write(&Spanned::new(origin, name), schema);
         }
     }
 
-    fn write(&mut self, field: &Spanned<String>) {
+    /// Records that the node writes `field`; `schema` is the field's schema in the node's
+    /// output, when the field comes from there.
+    fn write(&mut self, field: &Spanned<String>, schema: Option<&Value>) {
         if !self.checker.state.contains_key(field.as_str()) {
-            let hint = self.checker.field_hint(field);
+            let hint = match schema {
+                Some(schema) => {
+                    format!("add `{field}: {schema}` under `state:`, or choose what to store with `writes:`")
+                }
+                None => self.checker.field_hint(field),
+            };
             let message = format!("node `{}` writes `{field}`, which is not a state field", self.id);
             self.checker.error(field.pos, message, Some(hint));
             return;

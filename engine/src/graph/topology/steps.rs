@@ -15,7 +15,7 @@ use crate::state::Reducer;
 const MAX_STATES: usize = 10_000;
 
 /// A field with the `replace` reducer must not be written twice in one step.
-pub(super) fn check_parallel_writes(checker: &mut Checker<'_>, shape: &Shape<'_>) {
+pub(super) fn check_parallel_writes(checker: &mut Checker<'_>, exploration: &Exploration<'_>) {
     let writes = checker.writes_by_node();
     let mut conflicts: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
     let replaces = |field: &str| {
@@ -29,9 +29,9 @@ pub(super) fn check_parallel_writes(checker: &mut Checker<'_>, shape: &Shape<'_>
             conflicts.insert(write.field.clone(), (vec![node.to_string()], true));
         }
     }
-    for step in steps(shape) {
+    for step in &exploration.steps {
         let mut writers: BTreeMap<&str, BTreeSet<&NodeId>> = BTreeMap::new();
-        for node in &step {
+        for node in step {
             for write in writes.get(node).into_iter().flatten() {
                 writers.entry(&write.field).or_default().insert(node);
             }
@@ -63,22 +63,60 @@ pub(super) fn check_parallel_writes(checker: &mut Checker<'_>, shape: &Shape<'_>
     }
 }
 
-/// Every set of nodes that can run together in one step, found by running the graph with
-/// every route choice at once. Joins wait for all their sources, as at run time.
-fn steps<'n>(shape: &Shape<'n>) -> Vec<BTreeSet<&'n NodeId>> {
+/// What running the graph with every route choice at once found.
+pub(super) struct Exploration<'n> {
+    /// Every set of nodes that can run together in one step.
+    pub(super) steps: Vec<BTreeSet<&'n NodeId>>,
+    /// The joining edges (by index) that fired at least once.
+    pub(super) fired_joins: BTreeSet<usize>,
+    /// Whether every state was explored (small graphs always are).
+    pub(super) complete: bool,
+}
+
+/// Explores the graph, every route choice at once; joins wait for all their sources, as at
+/// run time.
+pub(super) fn explore<'n>(shape: &Shape<'n>) -> Exploration<'n> {
     let start: State<'n> = (BTreeSet::from([&Endpoint::Start]), BTreeSet::new());
     let mut seen = BTreeSet::from([start.clone()]);
     let mut queue = vec![start];
-    let mut found = Vec::new();
+    let mut exploration = Exploration {
+        steps: Vec::new(),
+        fired_joins: BTreeSet::new(),
+        complete: true,
+    };
     while let Some((active, arrived)) = queue.pop() {
-        found.push(active.iter().filter_map(|e| as_node(e)).collect());
-        for next in successors(shape, &active, &arrived) {
-            if seen.len() < MAX_STATES && seen.insert(next.clone()) {
+        exploration
+            .steps
+            .push(active.iter().filter_map(|e| as_node(e)).collect());
+        for next in successors(shape, &active, &arrived, &mut exploration.fired_joins) {
+            if seen.len() >= MAX_STATES {
+                exploration.complete = false;
+            } else if seen.insert(next.clone()) {
                 queue.push(next);
             }
         }
     }
-    found
+    exploration
+}
+
+/// A join whose sources never all run can never fire: what follows it is dead.
+pub(super) fn check_joins(checker: &mut Checker<'_>, shape: &Shape<'_>, exploration: &Exploration<'_>) {
+    if !exploration.complete {
+        return;
+    }
+    for (index, edge) in shape.edges.iter().enumerate() {
+        if edge.from.len() < 2 || exploration.fired_joins.contains(&index) {
+            continue;
+        }
+        let sources: Vec<String> = edge.from.iter().map(|e| format!("`{e}`")).collect();
+        let message = format!(
+            "this join can never fire: {} never all run in one run",
+            sources.join(" and ")
+        );
+        let hint =
+            "a join waits for every source; when they are alternatives, use one edge from each instead";
+        checker.error(edge.pos, message, Some(hint.to_owned()));
+    }
 }
 
 fn as_node(endpoint: &Endpoint) -> Option<&NodeId> {
@@ -97,6 +135,7 @@ fn successors<'n>(
     shape: &Shape<'n>,
     active: &BTreeSet<&'n Endpoint>,
     arrived: &BTreeSet<(usize, &'n Endpoint)>,
+    fired_joins: &mut BTreeSet<usize>,
 ) -> Vec<State<'n>> {
     let mut fixed: BTreeSet<&'n Endpoint> = BTreeSet::new();
     // Per routed edge, the target sets it may choose between.
@@ -113,6 +152,7 @@ fn successors<'n>(
                 continue;
             }
             arrived.retain(|(edge_index, _)| *edge_index != index);
+            fired_joins.insert(index);
         }
         match &edge.next {
             Next::Static(targets) => fixed.extend(targets),
