@@ -21,6 +21,7 @@ use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, normalize};
 use crate::nodes::NodeDef;
+use crate::source::{FileKind, Folders, GraphFiles, Source};
 use crate::state::{Field, Schemas};
 use crate::template::Templates;
 use crate::yaml::{Pos, Spanned};
@@ -64,14 +65,32 @@ pub fn load(project: &Project, path: &Path) -> Result<Graph, Vec<Diagnostic>> {
 
 /// [`load`] with options.
 pub fn load_with(project: &Project, path: &Path, options: &LoadOptions) -> Result<Graph, Vec<Diagnostic>> {
-    let mut loader = Loader::new(project.clone(), options.clone());
-    let result = loader.load(path);
+    let folders = Folders {
+        graphs: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        prompts: project.prompts.clone(),
+        schemas: project.schemas.clone(),
+    };
+    load_source(Arc::new(folders), &graph_name(path), options)
+}
+
+/// Loads the graph `name` from `source`: folders, or the stored files of a graph version.
+/// The graph keeps the files it was loaded from ([`Graph::files`]) and their version.
+pub fn load_source(
+    source: Arc<dyn Source>,
+    name: &str,
+    options: &LoadOptions,
+) -> Result<Graph, Vec<Diagnostic>> {
+    let mut loader = Loader::new(source, options.clone());
+    let result = loader.load(name);
+    let files = loader.files();
     let mut diagnostics = loader.diagnostics;
     normalize(&mut diagnostics);
     match result {
         Some(graph) if !diagnostics.iter().any(Diagnostic::is_error) => {
             let mut graph = Arc::unwrap_or_clone(graph);
             graph.warnings = diagnostics;
+            graph.version = files.version();
+            graph.files = Arc::new(files);
             Ok(graph)
         }
         _ => Err(diagnostics),
@@ -80,14 +99,19 @@ pub fn load_with(project: &Project, path: &Path, options: &LoadOptions) -> Resul
 
 /// Loads graphs and their subgraphs once each, and notices subgraphs that include themselves.
 pub(crate) struct Loader {
+    pub(crate) source: Arc<dyn Source>,
     pub(crate) options: LoadOptions,
     pub(crate) templates: Templates,
     pub(crate) schemas: Schemas,
     pub(crate) diagnostics: Vec<Diagnostic>,
-    /// Graphs loaded so far, by canonical path; `None` for one that had errors.
-    done: HashMap<PathBuf, Option<Arc<Graph>>>,
+    /// Graphs loaded so far, by name; `None` for one that had errors.
+    done: HashMap<String, Option<Arc<Graph>>>,
     /// The graphs being loaded, outermost first.
-    stack: Vec<PathBuf>,
+    stack: Vec<String>,
+    /// The text of every graph file read.
+    graph_texts: BTreeMap<String, String>,
+    /// The graph asked for first.
+    entry: Option<String>,
 }
 
 /// What [`Loader::subgraph`] found.
@@ -101,95 +125,101 @@ pub(crate) enum SubgraphLookup {
 }
 
 impl Loader {
-    pub(crate) fn new(project: Project, options: LoadOptions) -> Loader {
+    pub(crate) fn new(source: Arc<dyn Source>, options: LoadOptions) -> Loader {
         Loader {
+            templates: Templates::new(source.clone()),
+            schemas: Schemas::new(source.clone()),
+            source,
             options,
-            templates: Templates::new(project.prompts),
-            schemas: Schemas::new(project.schemas),
             diagnostics: Vec::new(),
             done: HashMap::new(),
             stack: Vec::new(),
+            graph_texts: BTreeMap::new(),
+            entry: None,
         }
     }
 
-    pub(crate) fn load(&mut self, path: &Path) -> Option<Arc<Graph>> {
-        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        if let Some(done) = self.done.get(&key) {
+    pub(crate) fn load(&mut self, name: &str) -> Option<Arc<Graph>> {
+        self.entry.get_or_insert_with(|| name.to_owned());
+        if let Some(done) = self.done.get(name) {
             return done.clone();
         }
-        self.stack.push(key.clone());
-        let graph = self.load_uncached(path).map(Arc::new);
+        self.stack.push(name.to_owned());
+        let graph = self.load_uncached(name).map(Arc::new);
         self.stack.pop();
-        self.done.insert(key, graph.clone());
+        self.done.insert(name.to_owned(), graph.clone());
         graph
     }
 
-    fn load_uncached(&mut self, path: &Path) -> Option<Graph> {
-        let text = match std::fs::read_to_string(path) {
+    fn load_uncached(&mut self, name: &str) -> Option<Graph> {
+        let path = self.source.path(FileKind::Graph, name);
+        let text = match self.source.read(FileKind::Graph, name) {
             Ok(text) => text,
             Err(err) => {
-                self.diagnostics.push(Diagnostic::error(
-                    path,
-                    Pos::UNKNOWN,
-                    format!("cannot read graph file: {err}"),
-                ));
+                let message = format!("cannot read graph file: {err}");
+                self.diagnostics
+                    .push(Diagnostic::error(&path, Pos::UNKNOWN, message));
                 return None;
             }
         };
+        self.graph_texts.insert(name.to_owned(), text.clone());
         let file = match file::parse(&text) {
             Ok(file) => file,
             Err(errors) => {
                 let found = errors
                     .into_iter()
-                    .map(|err| Diagnostic::error(path, err.pos, err.message).with_hint_opt(err.hint));
+                    .map(|err| Diagnostic::error(&path, err.pos, err.message).with_hint_opt(err.hint));
                 self.diagnostics.extend(found);
                 return None;
             }
         };
-        check::check(self, path, file)
+        check::check(self, &path, name, file)
     }
 
-    /// The graph named `name` in the folder of the graph being loaded.
-    pub(crate) fn subgraph(&mut self, from: &Path, name: &str) -> SubgraphLookup {
-        let path = sibling(from, name);
-        if !path.is_file() {
-            return SubgraphLookup::Missing;
-        }
-        let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        if let Some(start) = self.stack.iter().position(|open| *open == key) {
-            let mut cycle: Vec<String> = self.stack[start..].iter().map(|p| graph_name(p)).collect();
-            cycle.push(graph_name(&key));
+    /// The graph named `name`, beside the others.
+    pub(crate) fn subgraph(&mut self, name: &str) -> SubgraphLookup {
+        if let Some(start) = self.stack.iter().position(|open| open == name) {
+            let mut cycle = self.stack[start..].to_vec();
+            cycle.push(name.to_owned());
             return SubgraphLookup::Recursive(cycle);
         }
-        match self.load(&path) {
+        if !self.done.contains_key(name)
+            && !self
+                .source
+                .names(FileKind::Graph)
+                .iter()
+                .any(|known| known == name)
+        {
+            return SubgraphLookup::Missing;
+        }
+        match self.load(name) {
             Some(graph) => SubgraphLookup::Found(graph),
             None => SubgraphLookup::Broken,
         }
     }
 
-    /// Graph names in the folder of `from`, for "did you mean" hints.
-    pub(crate) fn graph_names(&self, from: &Path) -> Vec<String> {
-        let dir = from
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| is_graph_file(path))
-            .map(|path| graph_name(&path))
-            .collect();
-        names.sort();
-        names
+    /// Graph names, for "did you mean" hints.
+    pub(crate) fn graph_names(&self) -> Vec<String> {
+        self.source.names(FileKind::Graph)
     }
-}
 
-/// The path of graph `name` beside the graph file `from`.
-pub(crate) fn sibling(from: &Path, name: &str) -> PathBuf {
-    from.with_file_name(format!("{name}.yaml"))
+    /// Every file read: the graph version's files.
+    fn files(&self) -> GraphFiles {
+        let mut files = GraphFiles {
+            graph: self.entry.clone().unwrap_or_default(),
+            graphs: self.graph_texts.clone(),
+            ..GraphFiles::default()
+        };
+        for (name, text) in self.templates.loaded() {
+            files.record(FileKind::Template, name, text);
+        }
+        for name in self.schemas.loaded().keys() {
+            if let Some(text) = self.schemas.text(name) {
+                files.record(FileKind::Schema, name, text);
+            }
+        }
+        files
+    }
 }
 
 /// A graph's name: its file name without `.yaml`.
@@ -347,6 +377,10 @@ pub struct Graph {
     pub schemas: BTreeMap<String, Arc<Value>>,
     /// Warnings found while loading (errors prevent a `Graph`).
     pub warnings: Vec<Diagnostic>,
+    /// The version: the hash of `files` (empty for a subgraph, whose files its parent holds).
+    pub version: String,
+    /// Every file the graph (and its subgraphs) was loaded from.
+    pub files: Arc<GraphFiles>,
     /// Compiled schemas, ready to validate writes and replies.
     pub(crate) compiled: Arc<Compiled>,
 }

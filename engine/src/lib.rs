@@ -16,12 +16,13 @@ pub mod graph;
 pub mod llm;
 pub mod nodes;
 pub mod run;
+pub mod source;
 pub mod state;
 pub mod template;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use graph::{Graph, LoadOptions, NodeId, Project, load, load_with};
+pub use graph::{Graph, LoadOptions, NodeId, Project, load, load_source, load_with};
 
 /// The JSON Schema of graph files (`schemas/graph.schema.json`), generated from the types
 /// the loader reads.

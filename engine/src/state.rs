@@ -15,7 +15,6 @@ use serde_json::Value;
 use crate::yaml::{Pos, Spanned};
 
 pub(crate) use merge::{apply, problem};
-pub(crate) use schemas::list_files;
 pub use schemas::{SchemaFileError, Schemas};
 
 /// How the writes of a step are merged into a field.

@@ -7,10 +7,12 @@
 //! checked graph carries the exact prompts it was checked with.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
+use crate::source::{FileKind, Source};
 use crate::yaml::Pos;
 
 /// Names minijinja provides inside templates without any context.
@@ -20,39 +22,50 @@ const BUILTIN_NAMES: &[&str] = &["loop", "self", "super", "caller", "varargs", "
 #[derive(Debug)]
 pub(crate) enum TemplateProblem {
     Missing,
-    /// A syntax error, at a position in the template file.
+    /// A syntax error, at a position in a template (`template` names it when it is another
+    /// template than the one loaded, which uses it).
     Syntax {
+        template: Option<String>,
         pos: Pos,
         message: String,
     },
     Other(String),
 }
 
-/// The templates of one `prompts/` folder.
+/// The templates of one project, read through its [`Source`].
 #[derive(Debug)]
 pub struct Templates {
-    root: PathBuf,
+    source: Arc<dyn Source>,
     env: Environment<'static>,
     sources: BTreeMap<String, String>,
 }
 
 impl Templates {
-    pub fn new(root: impl Into<PathBuf>) -> Templates {
-        let root = root.into();
+    pub fn new(source: Arc<dyn Source>) -> Templates {
         let mut env = environment();
-        env.set_loader(minijinja::path_loader(&root));
+        let reader = source.clone();
+        env.set_loader(move |name| match reader.read(FileKind::Template, name) {
+            Ok(text) => Ok(Some(text)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                err.to_string(),
+            )),
+        });
         Templates {
-            root,
+            source,
             env,
             sources: BTreeMap::new(),
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where template `name` is, for messages.
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.source.path(FileKind::Template, name)
     }
 
-    /// Loads and compiles `name`; on success returns the variables it uses (see [`undeclared`]).
+    /// Loads and compiles `name`, and the templates it includes, extends or imports; on
+    /// success returns the variables it uses (see [`undeclared`]).
     pub(crate) fn load(&mut self, name: &str) -> Result<BTreeSet<String>, TemplateProblem> {
         let template = match self.env.get_template(name) {
             Ok(template) => template,
@@ -60,7 +73,22 @@ impl Templates {
             Err(err) => return Err(problem(&err, err.template_source().unwrap_or_default())),
         };
         let variables = self.undeclared(template.undeclared_variables(true));
-        self.sources.insert(name.to_owned(), template.source().to_owned());
+        let source = template.source().to_owned();
+        self.sources.insert(name.to_owned(), source.clone());
+        for used in referenced_templates(&source) {
+            if self.sources.contains_key(&used) {
+                continue;
+            }
+            match self.load(&used) {
+                Ok(_) => {}
+                Err(TemplateProblem::Missing) => {
+                    return Err(TemplateProblem::Other(format!(
+                        "it uses `{used}`, which does not exist"
+                    )));
+                }
+                Err(other) => return Err(other),
+            }
+        }
         Ok(variables)
     }
 
@@ -74,11 +102,9 @@ impl Templates {
         &self.sources
     }
 
-    /// Template files in the folder, for "did you mean" hints.
+    /// Template names, for "did you mean" hints.
     pub(crate) fn available(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        crate::state::list_files(&self.root, &self.root, &mut names);
-        names
+        self.source.names(FileKind::Template)
     }
 
     /// Compiles template text given in a graph file; on success returns the variables it uses.
@@ -139,7 +165,41 @@ fn problem(err: &minijinja::Error, source: &str) -> TemplateProblem {
         Some(range) => Pos::new(1, 1).advance(source, range.start),
         None => Pos::new(err.line().unwrap_or(1) as u32, 1),
     };
-    TemplateProblem::Syntax { pos, message }
+    TemplateProblem::Syntax {
+        template: err
+            .name()
+            .filter(|name| *name != "<string>" && *name != "<expression>")
+            .map(str::to_owned),
+        pos,
+        message,
+    }
+}
+
+/// Templates named by `{% include %}`, `{% extends %}`, `{% import %}` and `{% from %}` with a
+/// literal name: loaded with the template, so a graph version holds them too.
+fn referenced_templates(source: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for tag in source.split("{%").skip(1) {
+        let tag = tag
+            .split("%}")
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('-')
+            .trim_start();
+        let Some(rest) = ["include", "extends", "import", "from"]
+            .iter()
+            .find_map(|word| tag.strip_prefix(word))
+        else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        if let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'')
+            && let Some(name) = rest[1..].split(quote).next()
+        {
+            found.push(name.to_owned());
+        }
+    }
+    found
 }
 
 /// Where a variable is first used inside a `{{ … }}` or `{% … %}` tag of `source`.
@@ -209,9 +269,20 @@ mod tests {
         );
     }
 
+    fn templates() -> Templates {
+        Templates::new(Arc::new(crate::source::GraphFiles::default()))
+    }
+
+    #[test]
+    fn included_templates_are_found() {
+        let source =
+            "{% extends \"base.j2\" %}{%- include 'parts/a.j2' %}{% import \"m.j2\" as m %}{% if x %}";
+        assert_eq!(referenced_templates(source), ["base.j2", "parts/a.j2", "m.j2"]);
+    }
+
     #[test]
     fn expressions_list_their_variables_without_builtins() {
-        let templates = Templates::new("/nonexistent");
+        let templates = templates();
         let variables = templates
             .expression("route == 'db' and range(3) | length > count.total")
             .unwrap();
@@ -223,7 +294,7 @@ mod tests {
 
     #[test]
     fn expression_syntax_errors_have_a_position() {
-        let templates = Templates::new("/nonexistent");
+        let templates = templates();
         let Err(TemplateProblem::Syntax { message, .. }) = templates.expression("route ==") else {
             panic!("expected a syntax error");
         };

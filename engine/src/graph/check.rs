@@ -17,7 +17,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value, json};
 
 use super::file::{FieldFile, GraphFile};
-use super::{Compiled, DEFAULT_MAX_STEPS, Graph, Loader, NodeId, graph_name, is_identifier, topology};
+use super::{Compiled, DEFAULT_MAX_STEPS, Graph, Loader, NodeId, is_identifier, topology};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::nodes::{Node, NodeCommon, NodeDef, Retry};
 use crate::state::{Field, Reducer, declared_types};
@@ -60,7 +60,7 @@ pub(crate) struct Checker<'l> {
 }
 
 /// Checks a parsed graph file; `None` when it has errors (all reported to the loader).
-pub(crate) fn check(loader: &mut Loader, path: &Path, file: GraphFile) -> Option<Graph> {
+pub(crate) fn check(loader: &mut Loader, path: &Path, name: &str, file: GraphFile) -> Option<Graph> {
     let mut checker = Checker {
         loader,
         file: path.to_path_buf(),
@@ -118,7 +118,7 @@ pub(crate) fn check(loader: &mut Loader, path: &Path, file: GraphFile) -> Option
         }
     }
     Some(Graph {
-        name: graph_name(path),
+        name: name.to_owned(),
         file: path.to_path_buf(),
         description: file.description,
         max_steps: file
@@ -128,6 +128,8 @@ pub(crate) fn check(loader: &mut Loader, path: &Path, file: GraphFile) -> Option
         templates,
         schemas: schemas.collect(),
         compiled: Arc::new(compiled),
+        version: String::new(),
+        files: Arc::default(),
         context: checker.context,
         state: checker.state,
         input,

@@ -10,11 +10,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-/// JSON Schema files under one folder, read on demand and kept.
+use crate::source::{FileKind, Source};
+
+/// JSON Schema files of one project, read through its [`Source`] on demand and kept.
 #[derive(Debug)]
 pub struct Schemas {
-    root: PathBuf,
+    source: Arc<dyn Source>,
     files: BTreeMap<String, Arc<Value>>,
+    /// The text of each file, as read.
+    texts: BTreeMap<String, String>,
 }
 
 /// Why a schema file could not be used.
@@ -22,8 +26,8 @@ pub struct Schemas {
 pub enum SchemaFileError {
     #[error("schema path `{0}` leaves the schemas folder")]
     Escapes(String),
-    #[error("schema file `{name}` does not exist in `{}`", root.display())]
-    Missing { name: String, root: PathBuf },
+    #[error("schema file `{}` does not exist", path.display())]
+    Missing { name: String, path: PathBuf },
     #[error("cannot read schema file `{name}`: {source}")]
     Read { name: String, source: std::io::Error },
     #[error("schema file `{name}` is not valid JSON: {source}")]
@@ -31,15 +35,12 @@ pub enum SchemaFileError {
 }
 
 impl Schemas {
-    pub fn new(root: impl Into<PathBuf>) -> Schemas {
+    pub fn new(source: Arc<dyn Source>) -> Schemas {
         Schemas {
-            root: root.into(),
+            source,
             files: BTreeMap::new(),
+            texts: BTreeMap::new(),
         }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// The schema file `name` (a path relative to the schemas folder).
@@ -51,24 +52,32 @@ impl Schemas {
         if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(SchemaFileError::Escapes(name.to_owned()));
         }
-        let path = self.root.join(relative);
-        let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => SchemaFileError::Missing {
-                name: name.to_owned(),
-                root: self.root.clone(),
-            },
-            _ => SchemaFileError::Read {
-                name: name.to_owned(),
-                source,
-            },
-        })?;
+        let text = self
+            .source
+            .read(FileKind::Schema, name)
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => SchemaFileError::Missing {
+                    name: name.to_owned(),
+                    path: self.source.path(FileKind::Schema, name),
+                },
+                _ => SchemaFileError::Read {
+                    name: name.to_owned(),
+                    source,
+                },
+            })?;
         let value: Value = serde_json::from_str(&text).map_err(|source| SchemaFileError::Json {
             name: name.to_owned(),
             source,
         })?;
         let value = Arc::new(value);
         self.files.insert(name.to_owned(), value.clone());
+        self.texts.insert(name.to_owned(), text);
         Ok(value)
+    }
+
+    /// The text of a file read earlier.
+    pub(crate) fn text(&self, name: &str) -> Option<&str> {
+        self.texts.get(name).map(String::as_str)
     }
 
     /// Every file read so far, by name.
@@ -76,12 +85,9 @@ impl Schemas {
         &self.files
     }
 
-    /// Names of the `.json` files in the folder, for "did you mean" hints.
+    /// Names of the schema files, for "did you mean" hints.
     pub fn available(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        list_files(&self.root, &self.root, &mut names);
-        names.retain(|name| name.ends_with(".json"));
-        names
+        self.source.names(FileKind::Schema)
     }
 
     /// Follows a top-level `$ref` to a file, so callers can look at `type` and `properties`.
@@ -177,26 +183,6 @@ fn file_refs(schema: &Value) -> Vec<String> {
         }
     }
     found
-}
-
-/// Every file under `dir`, as paths relative to `root` with `/` separators.
-pub(crate) fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            list_files(root, &path, out);
-        } else if let Ok(relative) = path.strip_prefix(root) {
-            let parts: Vec<_> = relative
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect();
-            out.push(parts.join("/"));
-        }
-    }
-    out.sort();
 }
 
 impl Schemas {

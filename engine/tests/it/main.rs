@@ -10,6 +10,7 @@ mod llm;
 mod resume;
 mod run;
 mod validation;
+mod versions;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

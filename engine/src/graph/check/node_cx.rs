@@ -5,7 +5,6 @@
 //! `context`. A path such as `summary.total` is also checked against the field's schema when
 //! that schema lists its properties and admits no others.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -14,6 +13,7 @@ use super::{Checker, RESERVED_NAMES, Write};
 use crate::diagnostic::did_you_mean;
 use crate::graph::{Graph, NodeId, SubgraphLookup, is_identifier};
 use crate::nodes::{Assignments, SchemaRef};
+use crate::source::FileKind;
 use crate::state::{SchemaFileError, closed_properties, property_names};
 use crate::template::{TemplateProblem, find_variable};
 use crate::yaml::{Pos, Spanned, backticked};
@@ -114,23 +114,25 @@ impl<'c, 'l> NodeCx<'c, 'l> {
     /// A template file: it exists, compiles, and uses only known variables.
     pub(crate) fn template(&mut self, name: &Spanned<String>, locals: &[Local]) {
         let templates = &mut self.checker.loader.templates;
-        let path = templates.root().join(name.as_str());
+        let path = templates.path(name);
         let variables = match templates.load(name) {
             Ok(variables) => variables,
             Err(TemplateProblem::Missing) => {
                 let available = templates.available();
                 let hint = did_you_mean(name, available.iter().map(String::as_str))
                     .unwrap_or_else(|| format!("expected the file `{}`", path.display()));
-                let message = format!(
-                    "template `{name}` does not exist in `{}`",
-                    templates.root().display()
-                );
-                self.checker.error(name.pos, message, Some(hint));
+                self.checker
+                    .error(name.pos, format!("template `{name}` does not exist"), Some(hint));
                 return;
             }
-            Err(TemplateProblem::Syntax { pos, message }) => {
+            Err(TemplateProblem::Syntax {
+                template,
+                pos,
+                message,
+            }) => {
+                let file = template.map_or(path, |inner| templates.path(&inner));
                 self.checker
-                    .error_in(&path, pos, format!("template syntax error: {message}"), None);
+                    .error_in(&file, pos, format!("template syntax error: {message}"), None);
                 return;
             }
             Err(TemplateProblem::Other(message)) => {
@@ -348,8 +350,7 @@ impl<'c, 'l> NodeCx<'c, 'l> {
 
     /// The graph a `subgraph` node names, loaded and checked.
     pub(crate) fn subgraph(&mut self, name: &Spanned<String>) -> Option<Arc<Graph>> {
-        let file: PathBuf = self.checker.file.clone();
-        match self.checker.loader.subgraph(&file, name) {
+        match self.checker.loader.subgraph(name) {
             SubgraphLookup::Found(graph) => {
                 self.checker.subgraphs.insert(name.value.clone(), graph.clone());
                 Some(graph)
@@ -360,13 +361,10 @@ impl<'c, 'l> NodeCx<'c, 'l> {
                 None
             }
             SubgraphLookup::Missing => {
-                let names = self.checker.loader.graph_names(&file);
-                let hint = did_you_mean(name, names.iter().map(String::as_str)).unwrap_or_else(|| {
-                    format!(
-                        "expected the file `{}`",
-                        crate::graph::sibling(&file, name).display()
-                    )
-                });
+                let names = self.checker.loader.graph_names();
+                let expected = self.checker.loader.source.path(FileKind::Graph, name);
+                let hint = did_you_mean(name, names.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("expected the file `{}`", expected.display()));
                 self.checker
                     .error(name.pos, format!("graph `{name}` does not exist"), Some(hint));
                 None
