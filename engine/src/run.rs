@@ -10,25 +10,27 @@
 
 mod checkpoint;
 mod event;
+mod journal;
 mod scope;
+mod step;
 mod task;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use futures::future::{BoxFuture, join_all};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub use checkpoint::{Checkpoint, Interrupt, State, Waiting, Write};
 pub use event::{Event, Events};
+pub(crate) use journal::StepShared;
+pub use journal::{Journal, StepRecord, StepTransaction};
 pub use task::Answers;
 pub(crate) use task::{NodeError, Resume, RunCx, run_node};
 
-use crate::graph::{Edge, Endpoint, Graph, Next, NodeId};
+use crate::graph::Graph;
 use crate::llm::LlmClient;
-use scope::Scope;
 
 /// How a run ended, or why it paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,13 +146,15 @@ impl Engine {
         context: State,
         events: &Events,
     ) -> Result<RunOutcome, RunError> {
-        let checkpoint = begin(graph, input, context)?;
+        let (checkpoint, _) = prepare(graph, State::new(), input, context)?;
         if !events.is_nested() {
             events.emit(Event::RunStarted {
                 graph: graph.name.clone(),
             });
         }
-        Ok(self.drive(graph, checkpoint, Answers::new(), events).await)
+        Ok(self
+            .drive(graph, checkpoint, Answers::new(), Drive::plain(events))
+            .await)
     }
 
     /// Continues an interrupted run with answers, keyed by interrupt id.
@@ -161,35 +165,29 @@ impl Engine {
         answers: Answers,
         events: &Events,
     ) -> Result<RunOutcome, RunError> {
-        let waiting = checkpoint.interrupts();
-        if waiting.is_empty() {
-            return Err(RunError::NotInterrupted);
+        check_answers(graph, &checkpoint, &answers)?;
+        Ok(self.drive(graph, checkpoint, answers, Drive::plain(events)).await)
+    }
+
+    /// Runs `checkpoint` (from [`prepare`], or a paused or interrupted run's) with `answers`,
+    /// recording every step in `journal`.
+    pub async fn run_journaled(
+        &self,
+        graph: &Graph,
+        checkpoint: Checkpoint,
+        answers: Answers,
+        events: &Events,
+        journal: &dyn Journal,
+    ) -> Result<RunOutcome, RunError> {
+        if !answers.is_empty() {
+            check_answers(graph, &checkpoint, &answers)?;
         }
-        if answers.is_empty() {
-            let ids: Vec<&str> = waiting.iter().map(|i| i.id.as_str()).collect();
-            return Err(RunError::NoAnswer {
-                waiting: ids.join(", "),
-            });
-        }
-        for (id, answer) in &answers {
-            if !waiting.iter().any(|interrupt| &interrupt.id == id) {
-                let ids: Vec<&str> = waiting.iter().map(|i| i.id.as_str()).collect();
-                return Err(RunError::UnknownInterrupt {
-                    id: id.clone(),
-                    waiting: ids.join(", "),
-                });
-            }
-            let schema = graph
-                .locate(id)
-                .and_then(|(inner, node)| inner.compiled.nodes.get(node));
-            if let Some(problem) = crate::state::problem(schema, answer) {
-                return Err(RunError::InvalidAnswer {
-                    id: id.clone(),
-                    problem,
-                });
-            }
-        }
-        Ok(self.drive(graph, checkpoint, answers, events).await)
+        let drive = Drive {
+            events,
+            journal: Some(journal),
+            parent: None,
+        };
+        Ok(self.drive(graph, checkpoint, answers, drive).await)
     }
 
     /// Steps until the run ends or pauses. Boxed: subgraph nodes drive runs of their own.
@@ -198,284 +196,189 @@ impl Engine {
         graph: &'a Graph,
         mut checkpoint: Checkpoint,
         mut answers: Answers,
-        events: &'a Events,
+        drive: Drive<'a>,
     ) -> BoxFuture<'a, RunOutcome> {
         Box::pin(async move {
-            if checkpoint.step == 0
-                && checkpoint.next.is_empty()
-                && checkpoint.visits.is_empty()
-                && let Err(error) = route_from(graph, &mut checkpoint, &[NodeIdOrStart::Start], events)
-            {
-                return finish(graph, checkpoint, Err(error), events);
+            let starting = checkpoint.step == 0 && checkpoint.next.is_empty() && checkpoint.visits.is_empty();
+            if starting && let Err(error) = step::route_start(graph, &mut checkpoint, drive.events) {
+                return drive.fail(graph, checkpoint, error).await;
             }
             loop {
                 if checkpoint.next.is_empty() {
-                    return finish(graph, checkpoint, Ok(()), events);
+                    return finish(graph, checkpoint, Ok(()), drive.events);
                 }
                 if checkpoint.step >= graph.max_steps {
                     let nodes: Vec<String> = checkpoint
                         .next
                         .iter()
-                        .map(|id| events.path(id.as_str()))
+                        .map(|id| drive.events.path(id.as_str()))
                         .collect();
                     let error = format!(
                         "the run reached `max_steps` ({}) with `{}` still to run",
                         graph.max_steps,
                         nodes.join("`, `")
                     );
-                    return finish(graph, checkpoint, Err(error), events);
+                    return drive.fail(graph, checkpoint, error).await;
                 }
-                match self.step(graph, &mut checkpoint, &mut answers, events).await {
+                let shared = drive.parent.clone().unwrap_or_default();
+                let outcome = self
+                    .step(graph, &mut checkpoint, &mut answers, &drive, &shared)
+                    .await;
+                match drive.record(&checkpoint, outcome, shared).await {
                     Ok(StepEnd::Merged) => {}
-                    Ok(StepEnd::Waiting) => return finish(graph, checkpoint, Ok(()), events),
-                    Err(error) => return finish(graph, checkpoint, Err(error), events),
+                    Ok(StepEnd::Waiting) => return finish(graph, checkpoint, Ok(()), drive.events),
+                    Err(error) => return drive.fail(graph, checkpoint, error).await,
                 }
             }
         })
     }
+}
 
-    /// Runs the nodes of `checkpoint.next`, then merges and routes when none waits.
-    async fn step(
-        &self,
-        graph: &Graph,
-        checkpoint: &mut Checkpoint,
-        answers: &mut Answers,
-        events: &Events,
-    ) -> Result<StepEnd, String> {
-        let step = checkpoint.step + 1;
-        let snapshot = Arc::new(checkpoint.state.clone());
-        let scope = Scope::new(snapshot, &checkpoint.context);
-        let mut tasks = Vec::new();
-        for id in &checkpoint.next {
-            if checkpoint.finished.contains_key(id) {
-                continue;
-            }
-            let resume = match checkpoint.waiting.get(id) {
-                None => Resume::Fresh,
-                Some(waiting) => match resume_for(events.path(id.as_str()), waiting, answers) {
-                    Some(resume) => resume,
-                    None => continue, // still no answer: it keeps waiting
-                },
-            };
-            let cx = RunCx {
-                engine: self,
-                graph,
-                id,
-                path: events.path(id.as_str()),
-                step,
-                scope: scope.clone(),
-                events,
-                resume,
-                timeout: None,
-            };
-            tasks.push(task::run_task(cx, &graph.nodes[id]));
+/// How a run is driven: where its events go, who records its steps, and, for a subgraph's
+/// run, the parent step it is part of.
+pub(crate) struct Drive<'a> {
+    pub(crate) events: &'a Events,
+    pub(crate) journal: Option<&'a dyn Journal>,
+    pub(crate) parent: Option<Arc<StepShared>>,
+}
+
+impl<'a> Drive<'a> {
+    fn plain(events: &'a Events) -> Drive<'a> {
+        Drive {
+            events,
+            journal: None,
+            parent: None,
         }
-        let mut failures = Vec::new();
-        for (id, result) in join_all(tasks).await {
-            checkpoint.waiting.remove(&id);
-            match result {
-                Ok(writes) => {
-                    checkpoint.finished.insert(id, writes);
-                }
-                Err(NodeError::Wait(waiting)) => {
-                    checkpoint.waiting.insert(id, waiting);
-                }
-                Err(NodeError::Failed { message, .. }) => {
-                    failures.push(format!("node `{}` failed: {message}", events.path(id.as_str())))
-                }
-            }
-        }
-        answers.clear();
-        if !failures.is_empty() {
-            return Err(failures.join("; "));
-        }
-        if !checkpoint.waiting.is_empty() {
-            return Ok(StepEnd::Waiting);
-        }
-        self.merge(graph, checkpoint, step, events)?;
-        Ok(StepEnd::Merged)
     }
 
-    /// Merges the finished nodes' writes, in graph order, then routes to the next step.
-    fn merge(
+    /// Commits a step's results (through the journal, if any). A failed step's transaction
+    /// rolls back as it is dropped; a subgraph's steps commit with their parent's.
+    async fn record(
         &self,
-        graph: &Graph,
-        checkpoint: &mut Checkpoint,
-        step: u32,
-        events: &Events,
-    ) -> Result<(), String> {
-        let ran: Vec<NodeId> = graph
-            .nodes
-            .keys()
-            .filter(|id| checkpoint.finished.contains_key(*id))
-            .cloned()
-            .collect();
-        let mut replaced = BTreeSet::new();
-        for id in &ran {
-            for write in &checkpoint.finished[id] {
-                crate::state::apply(graph, &mut checkpoint.state, write, &mut replaced)
-                    .map_err(|problem| format!("node `{}` {problem}", events.path(id.as_str())))?;
-            }
+        checkpoint: &Checkpoint,
+        outcome: Result<StepOutcome, String>,
+        shared: Arc<StepShared>,
+    ) -> Result<StepEnd, String> {
+        let outcome = outcome?;
+        if self.parent.is_some() {
+            return Ok(outcome.end);
         }
-        checkpoint.finished.clear();
-        checkpoint.step = step;
-        let sources: Vec<NodeIdOrStart> = ran.iter().cloned().map(NodeIdOrStart::Node).collect();
-        checkpoint.next.clear();
-        route_from(graph, checkpoint, &sources, events)?;
-        if !events.is_nested() {
-            events.emit(Event::StepFinished {
-                step,
-                nodes: ran.iter().map(ToString::to_string).collect(),
+        let shared = Arc::into_inner(shared).ok_or("a step's tasks outlived it")?;
+        let (transaction, calls) = shared.into_parts();
+        let end = match outcome.end {
+            StepEnd::Waiting => Some(RunStatus::Interrupted),
+            StepEnd::Merged if checkpoint.next.is_empty() => Some(RunStatus::Succeeded),
+            StepEnd::Merged => None,
+        };
+        let record = StepRecord {
+            step: outcome.step,
+            nodes: outcome.nodes.clone(),
+            writes: outcome.writes,
+            checkpoint,
+            calls,
+            end,
+        };
+        match (self.journal, transaction) {
+            (Some(journal), transaction) => journal.commit(transaction, record).await?,
+            (None, Some(transaction)) => {
+                transaction
+                    .commit()
+                    .await
+                    .map_err(|err| format!("cannot commit the step's writes: {err}"))?;
+            }
+            (None, None) => {}
+        }
+        if outcome.end == StepEnd::Merged && !self.events.is_nested() {
+            self.events.emit(Event::StepFinished {
+                step: outcome.step,
+                nodes: outcome.nodes,
                 state: checkpoint.state.clone(),
             });
         }
-        Ok(())
+        Ok(outcome.end)
+    }
+
+    /// Ends the run as failed, and records it when there is a journal.
+    async fn fail(&self, graph: &Graph, checkpoint: Checkpoint, error: String) -> RunOutcome {
+        let mut error = error;
+        if let Some(journal) = self.journal
+            && let Err(problem) = journal.fail(&checkpoint, &error).await
+        {
+            error = format!("{error}; recording the failure failed too: {problem}");
+        }
+        finish(graph, checkpoint, Err(error), self.events)
     }
 }
 
-enum StepEnd {
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StepEnd {
+    /// Its writes were merged and the next step chosen.
     Merged,
+    /// A node waits for an answer.
     Waiting,
 }
 
-#[derive(Clone)]
-enum NodeIdOrStart {
-    Start,
-    Node(NodeId),
+/// A step that did not fail: how it ended, and what it holds for the record.
+pub(crate) struct StepOutcome {
+    pub(crate) end: StepEnd,
+    pub(crate) step: u32,
+    pub(crate) nodes: Vec<String>,
+    pub(crate) writes: Vec<(String, Write)>,
 }
 
-/// How to continue a waiting node with the answers given, or `None` if it still waits.
-fn resume_for(path: String, waiting: &Waiting, answers: &Answers) -> Option<Resume> {
-    match waiting {
-        Waiting::Interrupt { .. } => answers.get(&path).cloned().map(Resume::Answer),
-        Waiting::Subgraph { checkpoint } => {
-            let prefix = format!("{path}/");
-            let inner: Answers = answers
-                .iter()
-                .filter(|(id, _)| id.starts_with(&prefix))
-                .map(|(id, value)| (id.clone(), value.clone()))
-                .collect();
-            (!inner.is_empty()).then(|| Resume::Child {
-                checkpoint: checkpoint.clone(),
-                answers: inner,
-            })
+/// Answers must be for interrupts that wait, and match their response schemas.
+fn check_answers(graph: &Graph, checkpoint: &Checkpoint, answers: &Answers) -> Result<(), RunError> {
+    let waiting = checkpoint.interrupts();
+    if waiting.is_empty() {
+        return Err(RunError::NotInterrupted);
+    }
+    if answers.is_empty() {
+        let ids: Vec<&str> = waiting.iter().map(|i| i.id.as_str()).collect();
+        return Err(RunError::NoAnswer {
+            waiting: ids.join(", "),
+        });
+    }
+    for (id, answer) in answers {
+        if !waiting.iter().any(|interrupt| &interrupt.id == id) {
+            let ids: Vec<&str> = waiting.iter().map(|i| i.id.as_str()).collect();
+            return Err(RunError::UnknownInterrupt {
+                id: id.clone(),
+                waiting: ids.join(", "),
+            });
+        }
+        let schema = graph
+            .locate(id)
+            .and_then(|(inner, node)| inner.compiled.nodes.get(node));
+        if let Some(problem) = crate::state::problem(schema, answer) {
+            return Err(RunError::InvalidAnswer {
+                id: id.clone(),
+                problem,
+            });
         }
     }
-}
-
-/// Sets `checkpoint.next` from the edges out of `sources`, evaluated on the current state.
-fn route_from(
-    graph: &Graph,
-    checkpoint: &mut Checkpoint,
-    sources: &[NodeIdOrStart],
-    events: &Events,
-) -> Result<(), String> {
-    let mut targets: BTreeSet<NodeId> = BTreeSet::new();
-    let scope = Scope::new(Arc::new(checkpoint.state.clone()), &checkpoint.context);
-    for (index, edge) in graph.edges.iter().enumerate() {
-        for source in sources {
-            let endpoint = match source {
-                NodeIdOrStart::Start => Endpoint::Start,
-                NodeIdOrStart::Node(id) => Endpoint::Node(id.clone()),
-            };
-            if !edge.from.contains(&endpoint) {
-                continue;
-            }
-            if edge.from.len() > 1 {
-                let NodeIdOrStart::Node(id) = source else { continue };
-                checkpoint.joins.insert((index, id.clone()));
-                if !edge.from.iter().all(|from| matches!(from, Endpoint::Node(f) if checkpoint.joins.contains(&(index, f.clone())))) {
-                    continue;
-                }
-                checkpoint.joins.retain(|(edge_index, _)| *edge_index != index);
-            }
-            for target in next_of(graph, edge, &scope, events)? {
-                if let Endpoint::Node(id) = target {
-                    targets.insert(id.clone());
-                }
-            }
-        }
-    }
-    let next: Vec<NodeId> = graph
-        .nodes
-        .keys()
-        .filter(|id| targets.contains(*id))
-        .cloned()
-        .collect();
-    for id in &next {
-        let visits = checkpoint.visits.entry(id.clone()).or_insert(0);
-        *visits += 1;
-        let node = &graph.nodes[id];
-        if let Some(limit) = &node.common.max_visits
-            && *visits > limit.value
-        {
-            let cycle = crate::graph::cycle_through(graph, id).unwrap_or_else(|| id.to_string());
-            return Err(format!(
-                "node `{}` would run more than its `max_visits` ({}): the loop `{cycle}` did not end",
-                events.path(id.as_str()),
-                limit.value
-            ));
-        }
-    }
-    checkpoint.next = next;
     Ok(())
 }
 
-/// Where an edge leads on this state: all its targets, or the first matching route's.
-fn next_of<'g>(
-    graph: &'g Graph,
-    edge: &'g Edge,
-    scope: &Scope,
-    events: &Events,
-) -> Result<&'g [Endpoint], String> {
-    match &edge.next {
-        Next::Static(targets) => Ok(targets),
-        Next::Routes(routes) => {
-            for case in &routes.cases {
-                let holds = scope.eval(&graph.compiled.templates, &case.when).map_err(|err| {
-                    format!(
-                        "route `{}` from `{}`: {err}",
-                        case.when.value,
-                        describe(&edge.from, events)
-                    )
-                })?;
-                if truthy(&holds) {
-                    return Ok(&case.to);
-                }
-            }
-            Ok(&routes.default)
-        }
-    }
-}
-
-fn describe(endpoints: &[Endpoint], events: &Events) -> String {
-    let paths: Vec<String> = endpoints
-        .iter()
-        .map(|endpoint| events.path(&endpoint.to_string()))
-        .collect();
-    paths.join("`, `")
-}
-
-/// Jinja truthiness for JSON: false, null, 0, "" and empty collections are false.
-fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64() != Some(0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(items) => !items.is_empty(),
-        Value::Object(map) => !map.is_empty(),
-    }
-}
-
-/// Validates input and context, applies defaults: the checkpoint a run starts from.
-pub(crate) fn begin(graph: &Graph, input: State, context: State) -> Result<Checkpoint, RunError> {
-    let mut state = State::new();
+/// The checkpoint a run starts from: `state` (a thread's, or empty) with the defaults of
+/// fields it lacks, then `input` merged by the fields' reducers and validated; `context`
+/// checked. Returns it with the input's writes, which are the run's first record.
+pub fn prepare(
+    graph: &Graph,
+    state: State,
+    input: State,
+    context: State,
+) -> Result<(Checkpoint, Vec<Write>), RunError> {
+    let mut state = state;
     for (name, field) in &graph.state {
-        if let Some(default) = field.default_value() {
+        if let Some(default) = field.default_value()
+            && !state.contains_key(name)
+        {
             state.insert(name.clone(), default.clone());
         }
     }
+    let mut writes = Vec::new();
+    let mut replaced = BTreeSet::new();
     for (field, value) in input {
         if !graph.input.contains(&field) {
             return Err(RunError::UnknownInput {
@@ -484,37 +387,44 @@ pub(crate) fn begin(graph: &Graph, input: State, context: State) -> Result<Check
                 inputs: graph.input.join(", "),
             });
         }
-        if let Some(problem) = crate::state::problem(graph.compiled.state.get(&field), &value) {
-            return Err(RunError::InvalidInput { field, problem });
-        }
-        state.insert(field, value);
+        let write = Write { field, value };
+        crate::state::apply(graph, &mut state, &write, &mut replaced).map_err(|problem| {
+            RunError::InvalidInput {
+                field: write.field.clone(),
+                problem,
+            }
+        })?;
+        writes.push(write);
     }
+    let context = check_context(graph, context)?;
+    Ok((Checkpoint::new(state, context), writes))
+}
+
+/// The context a run gets: the given values (or defaults) of the graph's context fields.
+fn check_context(graph: &Graph, context: State) -> Result<State, RunError> {
     if let Some(unknown) = context.keys().find(|name| !graph.context.contains_key(*name)) {
         return Err(RunError::UnknownContext {
             graph: graph.name.clone(),
             field: unknown.clone(),
         });
     }
-    let mut checked_context = State::new();
+    let mut checked = State::new();
     for (name, field) in &graph.context {
-        let value = match context.get(name).or(field.default_value()) {
-            Some(value) => value.clone(),
-            None => {
-                return Err(RunError::MissingContext {
-                    graph: graph.name.clone(),
-                    field: name.clone(),
-                });
-            }
+        let Some(value) = context.get(name).or(field.default_value()) else {
+            return Err(RunError::MissingContext {
+                graph: graph.name.clone(),
+                field: name.clone(),
+            });
         };
-        if let Some(problem) = crate::state::problem(graph.compiled.context.get(name), &value) {
+        if let Some(problem) = crate::state::problem(graph.compiled.context.get(name), value) {
             return Err(RunError::InvalidContext {
                 field: name.clone(),
                 problem,
             });
         }
-        checked_context.insert(name.clone(), value);
+        checked.insert(name.clone(), value.clone());
     }
-    Ok(Checkpoint::new(state, checked_context))
+    Ok(checked)
 }
 
 /// The outcome for a run that stopped: succeeded, waiting, or failed with `error`.

@@ -258,6 +258,7 @@ fn token_sink(cx: &RunCx<'_>) -> TokenSink {
 /// Reports each call, so it can be recorded with the step.
 fn record(cx: &RunCx<'_>, calls: Vec<LlmCall>) {
     for call in calls {
+        cx.shared.record_call(cx.path.clone(), call.clone());
         cx.emit(Event::LlmCall {
             node: cx.path.clone(),
             call,

@@ -8,7 +8,7 @@ mod rows;
 
 use super::{Assignments, NodeKind};
 use crate::graph::check::{NodeCx, WritesDefault};
-use crate::run::{NodeError, RunCx, Write};
+use crate::run::{NodeError, RunCx, StepTransaction, Write};
 use crate::yaml::Spanned;
 use serde_json::Value;
 
@@ -109,8 +109,9 @@ impl NodeKind for SqlNode {
     }
 
     /// Binds the parameters and runs the statement on the engine's database.
-    /// Runs the statement in a transaction of its own (read only for `read`), under the node's
-    /// timeout as `statement_timeout`, so a statement cut short is rolled back, not left running.
+    /// A `read` runs in a read-only transaction of its own; a `write` runs in the step's
+    /// transaction, which commits with the step's record (or not at all). Either way the node's
+    /// timeout is the statement's `statement_timeout`, so a statement cut short does not go on.
     async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
         let Some(pool) = &cx.engine.db else {
             return Err(NodeError::failed(
@@ -121,41 +122,63 @@ impl NodeKind for SqlNode {
         for param in &self.params {
             params.push(cx.eval(param)?);
         }
-        let mut tx = pool.begin().await.map_err(database_failure)?;
-        let mut settings = Vec::new();
-        if self.mode == SqlMode::Read {
-            settings.push("SET TRANSACTION READ ONLY".to_owned());
-        }
-        if let Some(timeout) = cx.timeout {
-            settings.push(format!(
-                "SET LOCAL statement_timeout = {}",
-                timeout.as_millis().max(1)
-            ));
-        }
-        for setting in settings {
-            sqlx::query(sqlx::AssertSqlSafe(setting))
-                .execute(&mut *tx)
-                .await
-                .map_err(database_failure)?;
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.query.value.clone()));
-        for param in params {
-            query = rows::bind(query, param);
-        }
-        let output = if self.mode == SqlMode::Read || has_keyword(&self.query, "returning") {
-            let rows = query.fetch_all(&mut *tx).await.map_err(database_failure)?;
-            let rows: Vec<Value> = rows
-                .iter()
-                .map(rows::row_to_json)
-                .collect::<Result<_, _>>()
-                .map_err(NodeError::failed)?;
-            json!({ "rows_affected": rows.len(), "rows": rows })
-        } else {
-            let done = query.execute(&mut *tx).await.map_err(database_failure)?;
-            json!({ "rows_affected": done.rows_affected(), "rows": [] })
+        let output = match self.mode {
+            SqlMode::Read => {
+                let mut tx = pool.begin().await.map_err(database_failure)?;
+                sqlx::query("SET TRANSACTION READ ONLY")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(database_failure)?;
+                let output = self
+                    .execute(&mut tx, params, cx.timeout)
+                    .await
+                    .map_err(database_failure)?;
+                tx.commit().await.map_err(database_failure)?;
+                output
+            }
+            SqlMode::Write => {
+                // The guard borrows a local handle, not `cx`, so the future stays `Send`.
+                let (shared, pool) = (cx.shared.clone(), pool.clone());
+                let mut tx = shared.transaction(&pool).await.map_err(database_failure)?;
+                self.execute(&mut tx, params, cx.timeout)
+                    .await
+                    .map_err(database_failure)?
+            }
         };
-        tx.commit().await.map_err(database_failure)?;
+        let output = output.map_err(NodeError::failed)?;
         cx.writes(self.writes.as_ref(), output)
+    }
+}
+
+impl SqlNode {
+    /// Runs the statement in `tx`: its rows as JSON (or why they have none), or the database's
+    /// error.
+    fn execute<'a>(
+        &'a self,
+        tx: &'a mut StepTransaction,
+        params: Vec<Value>,
+        timeout: Option<std::time::Duration>,
+    ) -> futures::future::BoxFuture<'a, Result<Result<Value, String>, sqlx::Error>> {
+        Box::pin(async move {
+            let conn: &mut sqlx::PgConnection = tx;
+            if let Some(timeout) = timeout {
+                let setting = format!("SET LOCAL statement_timeout = {}", timeout.as_millis().max(1));
+                sqlx::query(sqlx::AssertSqlSafe(setting))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(self.query.value.clone()));
+            for param in params {
+                query = rows::bind(query, param);
+            }
+            if self.mode == SqlMode::Read || has_keyword(&self.query, "returning") {
+                let rows = query.fetch_all(&mut *conn).await?;
+                let rows: Result<Vec<Value>, String> = rows.iter().map(rows::row_to_json).collect();
+                return Ok(rows.map(|rows| json!({ "rows_affected": rows.len(), "rows": rows })));
+            }
+            let done = query.execute(&mut *conn).await?;
+            Ok(Ok(json!({ "rows_affected": done.rows_affected(), "rows": [] })))
+        })
     }
 }
 

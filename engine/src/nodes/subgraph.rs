@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::{Assignments, NodeKind};
 use crate::diagnostic::did_you_mean;
 use crate::graph::check::{NodeCx, WritesDefault};
-use crate::run::{Answers, NodeError, Resume, RunCx, RunStatus, State, Waiting, Write, begin};
+use crate::run::{Answers, Drive, NodeError, Resume, RunCx, RunStatus, State, Waiting, Write, prepare};
 use crate::yaml::{Spanned, backticked};
 
 /// Runs another graph, with its own state, as one step of this one.
@@ -110,10 +110,15 @@ impl NodeKind for SubgraphNode {
             )));
         };
         let events = cx.events.nested(&cx.path, cx.step);
+        let drive = Drive {
+            events: &events,
+            journal: None,
+            parent: Some(cx.shared.clone()),
+        };
         let outcome = match &cx.resume {
             Resume::Child { checkpoint, answers } => {
                 cx.engine
-                    .drive(graph, (**checkpoint).clone(), answers.clone(), &events)
+                    .drive(graph, (**checkpoint).clone(), answers.clone(), drive)
                     .await
             }
             _ => {
@@ -126,9 +131,9 @@ impl NodeKind for SubgraphNode {
                     .into_iter()
                     .filter(|(name, _)| graph.context.contains_key(name))
                     .collect();
-                let checkpoint = begin(graph, input, context)
+                let (checkpoint, _) = prepare(graph, State::new(), input, context)
                     .map_err(|err| NodeError::failed(format!("graph `{}`: {err}", graph.name)))?;
-                cx.engine.drive(graph, checkpoint, Answers::new(), &events).await
+                cx.engine.drive(graph, checkpoint, Answers::new(), drive).await
             }
         };
         match outcome.status {

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::Engine;
+use std::sync::Arc;
+
 use super::checkpoint::{Checkpoint, Waiting, Write};
 use super::event::{Event, Events};
+use super::journal::StepShared;
 use super::scope::Scope;
 use crate::graph::{Graph, NodeId};
 use crate::nodes::{Assignments, Node, NodeCommon, Retry};
@@ -31,6 +34,9 @@ pub(crate) struct RunCx<'a> {
     pub(crate) resume: Resume,
     /// The node's `timeout_secs`, which a node may also pass on (as `statement_timeout`).
     pub(crate) timeout: Option<Duration>,
+    /// What the nodes of the top-level step share: the transaction of `sql` writes, the
+    /// model calls made.
+    pub(crate) shared: Arc<StepShared>,
 }
 
 /// How a node run starts: afresh, or continuing after a pause.
