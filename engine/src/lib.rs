@@ -18,7 +18,9 @@ pub mod nodes;
 pub mod run;
 pub mod source;
 pub mod state;
+pub mod store;
 pub mod template;
+pub mod worker;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};

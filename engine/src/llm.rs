@@ -57,6 +57,55 @@ pub struct LlmRequest {
     pub messages: Vec<Message>,
     /// When set, the reply must be JSON matching this JSON Schema.
     pub output_schema: Option<Value>,
+    /// Which of `messages` are a state field's earlier messages (`prompt.history`): a record
+    /// of the call keeps them as a reference, so it does not grow with the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<History>,
+}
+
+/// A run of `messages` copied from a state field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    pub field: String,
+    /// Where in `messages` they start, and how many there are.
+    pub start: usize,
+    pub count: usize,
+}
+
+impl LlmRequest {
+    /// A SHA-256 of the whole request, in hex: two requests are the same call when their
+    /// hashes are equal.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        Sha256::digest(&json)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+
+    /// The request as recorded: the history messages replaced by a reference to their field,
+    /// and the hash of the whole request, so a replay can tell it was sent unchanged.
+    pub fn compact(&self) -> Value {
+        let mut messages: Vec<Value> = Vec::new();
+        for (index, message) in self.messages.iter().enumerate() {
+            match &self.history {
+                Some(history) if index == history.start => messages.push(serde_json::json!({
+                    "history": history.field,
+                    "count": history.count,
+                })),
+                Some(history) if index > history.start && index < history.start + history.count => {}
+                _ => messages.push(serde_json::to_value(message).unwrap_or(Value::Null)),
+            }
+        }
+        serde_json::json!({
+            "node": self.node,
+            "model": self.model,
+            "messages": messages,
+            "output_schema": self.output_schema,
+            "hash": self.hash(),
+        })
+    }
 }
 
 /// Tokens counted by the provider.

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-pub use checkpoint::{Checkpoint, Interrupt, State, Waiting, Write};
+pub use checkpoint::{Checkpoint, Interrupt, Position, State, Waiting, Write};
 pub use event::{Event, Events};
 pub(crate) use journal::StepShared;
 pub use journal::{Journal, StepRecord, StepTransaction};

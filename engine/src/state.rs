@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::yaml::{Pos, Spanned};
 
-pub(crate) use merge::{apply, problem};
+pub(crate) use merge::{apply, problem, replay};
 pub use schemas::{SchemaFileError, Schemas};
 
 /// How the writes of a step are merged into a field.

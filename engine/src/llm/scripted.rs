@@ -225,6 +225,7 @@ mod tests {
             model: "fast".to_owned(),
             messages: vec![Message::new(Role::User, "hi there")],
             output_schema: None,
+            history: None,
         }
     }
 

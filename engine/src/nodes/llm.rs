@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{Assignments, NodeKind, SchemaRef};
 use crate::graph::check::{Local, NodeCx, WritesDefault};
 use crate::llm::structured::{JsonReply, complete_json};
-use crate::llm::{LlmCall, LlmError, LlmRequest, Message, Role, TokenSink};
+use crate::llm::{History, LlmCall, LlmError, LlmRequest, Message, Role, TokenSink};
 use crate::run::{Event, NodeError, RunCx, Write};
 use crate::yaml::Spanned;
 use serde_json::Value;
@@ -216,8 +216,15 @@ impl LlmNode {
         if let Some(system) = &self.prompt.system {
             messages.push(Message::new(Role::System, cx.render(&scope, system)?));
         }
+        let mut recorded_history = None;
         if let Some(history) = &self.prompt.history {
-            messages.extend(history_messages(cx.scope.state().get(history.as_str()), history)?);
+            let earlier = history_messages(cx.scope.state().get(history.as_str()), history)?;
+            recorded_history = Some(History {
+                field: history.value.clone(),
+                start: messages.len(),
+                count: earlier.len(),
+            });
+            messages.extend(earlier);
         }
         if let Some(user) = &self.prompt.user {
             messages.push(Message::new(Role::User, cx.render(&scope, user)?));
@@ -227,6 +234,7 @@ impl LlmNode {
             model: self.model.value.clone(),
             messages,
             output_schema: cx.graph.compiled.node_schemas.get(cx.id).cloned(),
+            history: recorded_history,
         })
     }
 }
@@ -261,7 +269,7 @@ fn record(cx: &RunCx<'_>, calls: Vec<LlmCall>) {
         cx.shared.record_call(cx.path.clone(), call.clone());
         cx.emit(Event::LlmCall {
             node: cx.path.clone(),
-            call,
+            call: Box::new(call),
         });
     }
 }

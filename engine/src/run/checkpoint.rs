@@ -42,6 +42,49 @@ pub struct Checkpoint {
     pub waiting: BTreeMap<NodeId, Waiting>,
 }
 
+/// Where a run stands, without its state and context (which are stored apart): what a step's
+/// log entry records.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Position {
+    pub step: u32,
+    pub next: Vec<NodeId>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub joins: BTreeSet<(usize, NodeId)>,
+    pub visits: BTreeMap<NodeId, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub finished: BTreeMap<NodeId, Vec<Write>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub waiting: BTreeMap<NodeId, Waiting>,
+}
+
+impl Checkpoint {
+    /// The checkpoint's position.
+    pub fn position(&self) -> Position {
+        Position {
+            step: self.step,
+            next: self.next.clone(),
+            joins: self.joins.clone(),
+            visits: self.visits.clone(),
+            finished: self.finished.clone(),
+            waiting: self.waiting.clone(),
+        }
+    }
+
+    /// A checkpoint from its parts.
+    pub fn from_parts(state: State, context: State, position: Position) -> Checkpoint {
+        Checkpoint {
+            step: position.step,
+            state,
+            context,
+            next: position.next,
+            joins: position.joins,
+            visits: position.visits,
+            finished: position.finished,
+            waiting: position.waiting,
+        }
+    }
+}
+
 /// Why a node waits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -33,7 +33,7 @@ pub enum Event {
     LlmCall {
         node: String,
         #[serde(flatten)]
-        call: LlmCall,
+        call: Box<LlmCall>,
     },
     NodeRetrying {
         step: u32,

@@ -93,6 +93,33 @@ pub(crate) fn apply(
     Ok(())
 }
 
+/// Applies a write already validated when it was made (replaying a step log), except to
+/// `append` fields, whose items are stored apart.
+pub(crate) fn replay(graph: &Graph, state: &mut serde_json::Map<String, Value>, write: &Write) {
+    let Some(field) = graph.state.get(&write.field) else {
+        return;
+    };
+    let value = match field.reducer {
+        Reducer::Append => return,
+        Reducer::Replace => write.value.clone(),
+        Reducer::Merge => {
+            let mut merged = match state.get(&write.field) {
+                Some(Value::Object(existing)) => existing.clone(),
+                _ => serde_json::Map::new(),
+            };
+            if let Value::Object(entries) = &write.value {
+                merged.extend(entries.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            Value::Object(merged)
+        }
+        Reducer::Add => {
+            let current = state.get(&write.field).cloned().unwrap_or(Value::from(0));
+            add(&current, &write.value).unwrap_or(current)
+        }
+    };
+    state.insert(write.field.clone(), value);
+}
+
 /// The sum of two JSON numbers: an integer when both are and it fits, otherwise a float.
 fn add(a: &Value, b: &Value) -> Option<Value> {
     let (Value::Number(a), Value::Number(b)) = (a, b) else {

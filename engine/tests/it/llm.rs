@@ -43,6 +43,7 @@ fn request(output_schema: Option<Value>) -> LlmRequest {
             Message::new(Role::User, "I forgot my password."),
         ],
         output_schema,
+        history: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! `_*.yaml` are subgraphs the others use). Rendered diagnostics are insta snapshots.
 
 mod draw;
+mod durable;
 mod graph_schema;
 mod llm;
 mod resume;

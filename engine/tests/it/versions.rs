@@ -66,7 +66,7 @@ fn editing_a_template_makes_a_new_version_and_leaves_the_old_one_whole() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let target = to.join(entry.file_name());

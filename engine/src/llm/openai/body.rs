@@ -91,6 +91,7 @@ mod tests {
             model: "fast".to_owned(),
             messages,
             output_schema: Some(json!({ "type": "object" })),
+            history: None,
         }
     }
 

@@ -1,0 +1,271 @@
+//! Threads and runs: starting a run (and its first log entry) in one statement, leases,
+//! fences, and picking up runs whose worker went away.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::journal::{StepRow, append_step};
+use super::{Store, StoreError};
+use crate::run::State;
+
+/// A thread as stored.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct ThreadRow {
+    pub id: Uuid,
+    pub graph: String,
+    pub graph_version: String,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct RunRow {
+    pub id: Uuid,
+    pub thread_id: Uuid,
+    pub status: String,
+    pub input: Value,
+    pub context: Value,
+    pub error: Option<String>,
+    pub fence: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A worker's hold on a running run: every commit presents its fence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub run: Uuid,
+    pub thread: Uuid,
+    pub fence: i64,
+    pub owner: String,
+}
+
+/// What to do when a thread already has an open run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Refuse with [`StoreError::Conflict`].
+    Reject,
+    /// Store the run as `pending`; a worker starts it when the thread is free.
+    Enqueue,
+}
+
+/// What became of a request to start a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// It runs, held by this lease.
+    Running(Lease),
+    /// It waits its turn.
+    Queued(Uuid),
+}
+
+impl Store {
+    pub async fn thread(&self, id: Uuid) -> Result<ThreadRow, StoreError> {
+        sqlx::query_as::<_, ThreadRow>(
+            "SELECT id, graph, graph_version, metadata, created_at, updated_at FROM threads WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NoThread(id))
+    }
+
+    /// Threads, most recently updated first.
+    pub async fn threads(&self, limit: i64) -> Result<Vec<ThreadRow>, StoreError> {
+        let rows = sqlx::query_as::<_, ThreadRow>(
+            "SELECT id, graph, graph_version, metadata, created_at, updated_at FROM threads \
+             ORDER BY updated_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    pub async fn run(&self, id: Uuid) -> Result<RunRow, StoreError> {
+        sqlx::query_as::<_, RunRow>(
+            "SELECT id, thread_id, status, input, context, error, fence, created_at FROM runs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NoRun(id))
+    }
+
+    /// A thread's runs, oldest first.
+    pub async fn runs(&self, thread: Uuid) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query_as::<_, RunRow>(
+            "SELECT id, thread_id, status, input, context, error, fence, created_at FROM runs \
+             WHERE thread_id = $1 ORDER BY created_at",
+        )
+        .bind(thread)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
+    /// Starts a run on a thread, held by `owner`, with its input as log entry `first.seq`;
+    /// or queues it, or refuses it when the thread has an open run.
+    pub(crate) async fn start_run(
+        &self,
+        first: &StepRow,
+        input: &State,
+        context: &State,
+        owner: &str,
+        mode: StartMode,
+    ) -> Result<Started, StoreError> {
+        let start = append_step(sqlx::query(START_RUN), first)
+            .bind(Value::Object(input.clone()))
+            .bind(Value::Object(context.clone()))
+            .bind(owner)
+            .bind(self.lease.as_secs_f64());
+        match start.execute(&self.pool).await {
+            Ok(_) => Ok(Started::Running(Lease {
+                run: first.run,
+                thread: first.thread,
+                fence: 1,
+                owner: owner.to_owned(),
+            })),
+            Err(err) if is_unique_violation(&err, "runs_one_open_per_thread") => match mode {
+                StartMode::Reject => Err(self.conflict(first.thread).await),
+                StartMode::Enqueue => {
+                    self.queue_run(first.thread, first.run, input, context).await?;
+                    Ok(Started::Queued(first.run))
+                }
+            },
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn queue_run(
+        &self,
+        thread: Uuid,
+        run: Uuid,
+        input: &State,
+        context: &State,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO runs (id, thread_id, status, input, context) VALUES ($1, $2, 'pending', $3, $4)",
+        )
+        .bind(run)
+        .bind(thread)
+        .bind(Value::Object(input.clone()))
+        .bind(Value::Object(context.clone()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn conflict(&self, thread: Uuid) -> StoreError {
+        let open: Result<Option<Uuid>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE thread_id = $1 AND status IN ('running', 'interrupted') LIMIT 1",
+        )
+        .bind(thread)
+        .fetch_optional(&self.pool)
+        .await;
+        match open {
+            Ok(run) => StoreError::Conflict {
+                thread,
+                run: run.unwrap_or_default(),
+            },
+            Err(err) => err.into(),
+        }
+    }
+
+    /// Takes over a running run whose lease expired, raising its fence.
+    pub async fn claim_expired(&self, owner: &str) -> Result<Option<(Lease, State)>, StoreError> {
+        let row: Option<(Uuid, Uuid, i64, Value)> = sqlx::query_as(
+            "UPDATE runs SET lease_owner = $1, lease_expires = now() + make_interval(secs => $2), \
+                 fence = fence + 1, updated_at = now() \
+             WHERE id = (SELECT id FROM runs WHERE status = 'running' AND lease_expires < now() \
+                         ORDER BY lease_expires FOR UPDATE SKIP LOCKED LIMIT 1) \
+             RETURNING id, thread_id, fence, context",
+        )
+        .bind(owner)
+        .bind(self.lease.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(run, thread, fence, context)| (lease(run, thread, fence, owner), object(context))))
+    }
+
+    /// Takes an interrupted run to resume it with answers.
+    pub async fn claim_interrupted(&self, run: Uuid, owner: &str) -> Result<(Lease, State), StoreError> {
+        let row: Option<(Uuid, i64, Value)> = sqlx::query_as(
+            "UPDATE runs SET status = 'running', lease_owner = $2, \
+                 lease_expires = now() + make_interval(secs => $3), fence = fence + 1, updated_at = now() \
+             WHERE id = $1 AND status = 'interrupted' RETURNING thread_id, fence, context",
+        )
+        .bind(run)
+        .bind(owner)
+        .bind(self.lease.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some((thread, fence, context)) => Ok((lease(run, thread, fence, owner), object(context))),
+            None => {
+                let status = self.run(run).await?.status;
+                Err(StoreError::WrongStatus {
+                    run,
+                    status,
+                    expected: "interrupted",
+                })
+            }
+        }
+    }
+
+    /// Extends a lease; `false` when it was lost.
+    pub async fn renew(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET lease_expires = now() + make_interval(secs => $3) \
+             WHERE id = $1 AND fence = $2 AND status = 'running'",
+        )
+        .bind(lease.run)
+        .bind(lease.fence)
+        .bind(self.lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Cancels a run that has not ended; its worker stops at its next commit.
+    pub async fn cancel(&self, run: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'cancelled', lease_owner = NULL, lease_expires = NULL, updated_at = now() \
+             WHERE id = $1 AND status IN ('pending', 'running', 'interrupted')",
+        )
+        .bind(run)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn lease(run: Uuid, thread: Uuid, fence: i64, owner: &str) -> Lease {
+    Lease {
+        run,
+        thread,
+        fence,
+        owner: owner.to_owned(),
+    }
+}
+
+fn object(value: Value) -> State {
+    match value {
+        Value::Object(map) => map,
+        _ => State::new(),
+    }
+}
+
+fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.constraint() == Some(constraint))
+}
+
+/// Inserts the run, running and held, then (in the same statement) its input step.
+const START_RUN: &str = concat!(
+    "WITH run AS (INSERT INTO runs (id, thread_id, status, input, context, lease_owner, lease_expires, fence) \
+         VALUES ($2, $1, 'running', $12, $13, $14, now() + make_interval(secs => $15), 1) RETURNING id), \
+     touched AS (UPDATE threads SET updated_at = now() WHERE id = $1), ",
+    super::journal::append_step_sql!()
+);

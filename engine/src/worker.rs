@@ -1,0 +1,213 @@
+//! Durable runs: a [`Worker`] runs threads' graphs with every step recorded in the [`Store`].
+//!
+//! A run on a thread starts from the thread's state, under a lease the worker renews while
+//! the run goes. A thread runs the graph version it was created with, loaded from the store,
+//! so editing the files changes only new threads (until `pin`). When a worker dies, another
+//! one finds the run's lease expired, takes it over with a higher fence, and continues from the
+//! last recorded step: steps that committed are not run again, and a step that did not commit
+//! left nothing behind.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::diagnostic::{Diagnostic, render};
+use crate::graph::{Graph, LoadOptions, load_source};
+use crate::run::{Answers, Checkpoint, Engine, Events, RunError, RunOutcome, State, prepare};
+use crate::store::{Lease, RunJournal, StartMode, Started, Store, StoreError, ThreadRow};
+
+/// Why a durable run could not start or continue.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("graph version `{version}` no longer loads:\n{diagnostics}")]
+    Version { version: String, diagnostics: String },
+}
+
+/// What a request to run came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ran {
+    /// The run went as far as it could: ended, failed, or paused.
+    Ran { run: Uuid, outcome: Box<RunOutcome> },
+    /// The thread was busy and the run was queued.
+    Queued { run: Uuid },
+}
+
+/// Runs graphs durably.
+#[derive(Debug)]
+pub struct Worker {
+    engine: Engine,
+    store: Store,
+    /// Who holds the leases this worker takes.
+    id: String,
+    /// Graphs by version, loaded once.
+    graphs: Mutex<HashMap<String, Arc<Graph>>>,
+}
+
+impl Worker {
+    pub fn new(engine: Engine, store: Store, id: impl Into<String>) -> Worker {
+        Worker {
+            engine,
+            store,
+            id: id.into(),
+            graphs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A new thread, pinned to this graph's version.
+    pub async fn create_thread(&self, graph: &Graph, metadata: Value) -> Result<ThreadRow, WorkerError> {
+        let thread = self.store.create_thread(graph, Uuid::now_v7(), metadata).await?;
+        let mut graphs = self.graphs.lock().expect("graphs lock");
+        graphs
+            .entry(graph.version.clone())
+            .or_insert_with(|| Arc::new(graph.clone()));
+        Ok(thread)
+    }
+
+    /// The graph of a stored version.
+    pub async fn graph(&self, version: &str) -> Result<Arc<Graph>, WorkerError> {
+        if let Some(graph) = self.graphs.lock().expect("graphs lock").get(version) {
+            return Ok(graph.clone());
+        }
+        let files = Arc::new(self.store.version_files(version).await?);
+        let graph = load_source(files.clone(), &files.graph, &LoadOptions::default())
+            .map_err(|d| version_error(version, &d))?;
+        let graph = Arc::new(graph);
+        self.graphs
+            .lock()
+            .expect("graphs lock")
+            .insert(version.to_owned(), graph.clone());
+        Ok(graph)
+    }
+
+    /// Starts a run on a thread with `input` and `context`, and runs it as far as it goes.
+    pub async fn start(
+        &self,
+        thread: Uuid,
+        input: State,
+        context: State,
+        mode: StartMode,
+        events: &Events,
+    ) -> Result<Ran, WorkerError> {
+        let row = self.store.thread(thread).await?;
+        let graph = self.graph(&row.graph_version).await?;
+        let head = self.store.head(&graph, thread, None).await?;
+        let (checkpoint, writes) = prepare(&graph, head.state, input.clone(), context.clone())?;
+        let run = Uuid::now_v7();
+        let lease = Lease {
+            run,
+            thread,
+            fence: 1,
+            owner: self.id.clone(),
+        };
+        let journal = RunJournal::new(self.store.clone(), &graph, lease, head.seq + 1, head.lengths);
+        let writes: Vec<_> = writes
+            .into_iter()
+            .map(|write| ("input".to_owned(), write))
+            .collect();
+        let first = journal.row(0, Vec::new(), &writes, &checkpoint);
+        match self
+            .store
+            .start_run(&first, &input, &context, &self.id, mode)
+            .await?
+        {
+            Started::Queued(run) => Ok(Ran::Queued { run }),
+            Started::Running(_) => {
+                self.drive(&graph, checkpoint, Answers::new(), &journal, events)
+                    .await
+            }
+        }
+    }
+
+    /// Continues an interrupted run with the caller's answers.
+    pub async fn resume(&self, run: Uuid, answers: Answers, events: &Events) -> Result<Ran, WorkerError> {
+        let (lease, context) = self.store.claim_interrupted(run, &self.id).await?;
+        self.continue_run(lease, context, answers, events).await
+    }
+
+    /// Takes over one run whose worker stopped renewing its lease, and continues it.
+    pub async fn recover(&self, events: &Events) -> Result<Option<Ran>, WorkerError> {
+        match self.store.claim_expired(&self.id).await? {
+            Some((lease, context)) => Ok(Some(
+                self.continue_run(lease, context, Answers::new(), events).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Continues a run held by `lease` from its last recorded step.
+    async fn continue_run(
+        &self,
+        lease: Lease,
+        context: State,
+        answers: Answers,
+        events: &Events,
+    ) -> Result<Ran, WorkerError> {
+        let thread = self.store.thread(lease.thread).await?;
+        let graph = self.graph(&thread.graph_version).await?;
+        let head = self.store.head(&graph, lease.thread, None).await?;
+        let position = match (head.run, head.position) {
+            (Some(run), Some(position)) if run == lease.run => position,
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "run `{}` is not the last to have written its thread",
+                    lease.run
+                ))
+                .into());
+            }
+        };
+        let checkpoint = Checkpoint::from_parts(head.state, context, position);
+        let journal = RunJournal::new(self.store.clone(), &graph, lease, head.seq + 1, head.lengths);
+        self.drive(&graph, checkpoint, answers, &journal, events).await
+    }
+
+    /// Runs with the journal, renewing the lease until the run stops.
+    async fn drive(
+        &self,
+        graph: &Graph,
+        checkpoint: Checkpoint,
+        answers: Answers,
+        journal: &RunJournal,
+        events: &Events,
+    ) -> Result<Ran, WorkerError> {
+        let lease = journal.lease().clone();
+        let renew = async {
+            let mut tick = tokio::time::interval(self.store.lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if !self.store.renew(&lease).await.unwrap_or(false) {
+                    // Lost: the next commit is refused by its fence, which stops the run.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let run = self
+            .engine
+            .run_journaled(graph, checkpoint, answers, events, journal);
+        let outcome = tokio::select! {
+            outcome = run => outcome?,
+            never = renew => match never {},
+        };
+        Ok(Ran::Ran {
+            run: lease.run,
+            outcome: Box::new(outcome),
+        })
+    }
+}
+
+fn version_error(version: &str, diagnostics: &[Diagnostic]) -> WorkerError {
+    WorkerError::Version {
+        version: version.to_owned(),
+        diagnostics: render(diagnostics),
+    }
+}
