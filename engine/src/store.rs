@@ -6,6 +6,7 @@
 //! run's fence, so a worker that lost its lease cannot write. The state is read back from the
 //! latest snapshot, the steps after it, and the items of `append` fields (see the migration).
 
+mod history;
 mod journal;
 mod load;
 pub(crate) mod runs;
@@ -17,6 +18,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use uuid::Uuid;
 
+pub use history::StepEntry;
 pub use journal::RunJournal;
 pub use load::Head;
 pub use runs::{Lease, RunRow, StartMode, Started, ThreadRow};

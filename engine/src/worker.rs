@@ -144,6 +144,37 @@ impl Worker {
         }
     }
 
+    /// Starts the oldest queued run whose thread is free, and runs it.
+    pub async fn start_queued(&self, events: &Events) -> Result<Option<Ran>, WorkerError> {
+        let Some((lease, input, context)) = self.store.claim_pending(&self.id).await? else {
+            return Ok(None);
+        };
+        let thread = self.store.thread(lease.thread).await?;
+        let graph = self.graph(&thread.graph_version).await?;
+        let head = self.store.head(&graph, lease.thread, None).await?;
+        let prepared = prepare(&graph, head.state, input, context);
+        let journal = RunJournal::new(self.store.clone(), &graph, lease, head.seq + 1, head.lengths);
+        let (checkpoint, writes) = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                let empty = Checkpoint::from_parts(State::new(), State::new(), Default::default());
+                let _ = crate::run::Journal::fail(&journal, &empty, &err.to_string()).await;
+                return Err(err.into());
+            }
+        };
+        let writes: Vec<_> = writes
+            .into_iter()
+            .map(|write| ("input".to_owned(), write))
+            .collect();
+        journal
+            .record_input(journal.row(0, Vec::new(), &writes, &checkpoint))
+            .await?;
+        Ok(Some(
+            self.drive(&graph, checkpoint, Answers::new(), &journal, events)
+                .await?,
+        ))
+    }
+
     /// Continues a run held by `lease` from its last recorded step.
     async fn continue_run(
         &self,

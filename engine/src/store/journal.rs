@@ -189,6 +189,11 @@ impl RunJournal {
             .collect()
     }
 
+    /// Records a run's input (step 0) when the run was started from the queue.
+    pub(crate) async fn record_input(&self, row: StepRow) -> Result<(), StoreError> {
+        self.append(None, row, None).await
+    }
+
     async fn append(
         &self,
         transaction: Option<StepTransaction>,

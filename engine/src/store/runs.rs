@@ -190,6 +190,32 @@ impl Store {
         Ok(row.map(|(run, thread, fence, context)| (lease(run, thread, fence, owner), object(context))))
     }
 
+    /// Takes the oldest queued run whose thread has no open run; it becomes running, held by
+    /// `owner`. Returns its lease, input and context.
+    pub async fn claim_pending(&self, owner: &str) -> Result<Option<(Lease, State, State)>, StoreError> {
+        let claimed: Result<Option<(Uuid, Uuid, Value, Value)>, sqlx::Error> = sqlx::query_as(
+            "UPDATE runs SET status = 'running', lease_owner = $1, \
+                 lease_expires = now() + make_interval(secs => $2), fence = 1, updated_at = now() \
+             WHERE id = (SELECT r.id FROM runs r WHERE r.status = 'pending' AND NOT EXISTS \
+                           (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id \
+                            AND o.status IN ('running', 'interrupted')) \
+                         ORDER BY r.created_at FOR UPDATE SKIP LOCKED LIMIT 1) \
+             RETURNING id, thread_id, input, context",
+        )
+        .bind(owner)
+        .bind(self.lease.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await;
+        match claimed {
+            Ok(row) => Ok(row.map(|(run, thread, input, context)| {
+                (lease(run, thread, 1, owner), object(input), object(context))
+            })),
+            // Another worker started a run on that thread meanwhile: it waits for the next turn.
+            Err(err) if is_unique_violation(&err, "runs_one_open_per_thread") => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Takes an interrupted run to resume it with answers.
     pub async fn claim_interrupted(&self, run: Uuid, owner: &str) -> Result<(Lease, State), StoreError> {
         let row: Option<(Uuid, i64, Value)> = sqlx::query_as(

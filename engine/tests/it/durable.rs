@@ -434,3 +434,102 @@ async fn a_thread_stays_on_its_graph_version_until_moved(pool: PgPool) {
     assert_eq!(asked(5).await, "Answer to: Again");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_queued_run_starts_when_its_thread_is_free(pool: PgPool) {
+    let store = Store::new(pool.clone());
+    let worker = scripted_worker(&pool, store.clone(), "{}", "w");
+    let thread = worker.create_thread(&graph("approve"), json!({})).await.unwrap();
+    let note = object(json!({ "note": "ship it" }));
+    let Ran::Ran { run, .. } = worker
+        .start(
+            thread.id,
+            note.clone(),
+            State::new(),
+            StartMode::Reject,
+            &Events::none(),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("queued")
+    };
+    worker
+        .start(thread.id, note, State::new(), StartMode::Enqueue, &Events::none())
+        .await
+        .unwrap();
+    assert!(
+        worker.start_queued(&Events::none()).await.unwrap().is_none(),
+        "started while the thread was busy"
+    );
+    let answers = [("ask".to_owned(), json!({ "approved": true }))]
+        .into_iter()
+        .collect();
+    worker.resume(run, answers, &Events::none()).await.unwrap();
+    let started = outcome(
+        worker
+            .start_queued(&Events::none())
+            .await
+            .unwrap()
+            .expect("a queued run"),
+    );
+    assert_eq!(started.status, RunStatus::Interrupted);
+    let statuses: Vec<String> = store
+        .runs(thread.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, ["succeeded", "interrupted"]);
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn compaction_drops_early_history_but_keeps_the_state(pool: PgPool) {
+    let store = Store::new(pool.clone()).with_snapshot_every(4);
+    let worker = worker(&pool, store.clone(), "reply", &["a", "b", "c", "d", "e"]);
+    let graph = graph("chat");
+    let thread = worker.create_thread(&graph, json!({})).await.unwrap();
+    for turn in 0..5 {
+        worker
+            .start(
+                thread.id,
+                message(&turn.to_string()),
+                State::new(),
+                StartMode::Reject,
+                &Events::none(),
+            )
+            .await
+            .unwrap();
+    }
+    let before = store.head(&graph, thread.id, None).await.unwrap();
+    assert_eq!(
+        store.compact(thread.id).await.unwrap(),
+        11,
+        "entries 1 to 11 go, 12 (the snapshot) stays"
+    );
+    let after = store.head(&graph, thread.id, None).await.unwrap();
+    assert_eq!(after.state, before.state);
+    assert_eq!(
+        store
+            .history(thread.id)
+            .await
+            .unwrap()
+            .first()
+            .map(|entry| entry.seq),
+        Some(12)
+    );
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn pruning_deletes_old_threads_but_the_latest_ones(pool: PgPool) {
+    let store = Store::new(pool.clone());
+    let worker = worker(&pool, store.clone(), "reply", &[]);
+    let graph = graph("chat");
+    for _ in 0..3 {
+        worker.create_thread(&graph, json!({})).await.unwrap();
+    }
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(store.prune(later, 1).await.unwrap(), 2);
+    assert_eq!(store.threads(10).await.unwrap().len(), 1);
+}

@@ -1,0 +1,68 @@
+//! Reading a thread's log back, and retention: pruning old threads, compacting finished ones.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{Store, StoreError};
+
+/// One entry of a thread's log.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct StepEntry {
+    pub seq: i64,
+    pub run_id: Uuid,
+    pub step: i32,
+    pub nodes: Vec<String>,
+    pub writes: Value,
+    pub position: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// A thread's log, oldest first (entries dropped by compaction are gone).
+    pub async fn history(&self, thread: Uuid) -> Result<Vec<StepEntry>, StoreError> {
+        let entries = sqlx::query_as::<_, StepEntry>(
+            "SELECT seq, run_id, step, nodes, writes, position, created_at FROM steps \
+             WHERE thread_id = $1 ORDER BY seq",
+        )
+        .bind(thread)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(entries)
+    }
+
+    /// Drops the log entries (and their model calls) older than the thread's last snapshot,
+    /// when no run of it is open: the state stays readable, the early history does not.
+    pub async fn compact(&self, thread: Uuid) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "WITH last AS (SELECT max(seq) AS seq FROM snapshots WHERE thread_id = $1), \
+             open AS (SELECT 1 FROM runs WHERE thread_id = $1 AND status IN ('pending', 'running', 'interrupted')), \
+             calls AS (DELETE FROM llm_calls WHERE thread_id = $1 AND seq < (SELECT seq FROM last) \
+                 AND NOT EXISTS (SELECT 1 FROM open)), \
+             old_snapshots AS (DELETE FROM snapshots WHERE thread_id = $1 AND seq < (SELECT seq FROM last) \
+                 AND NOT EXISTS (SELECT 1 FROM open)) \
+             DELETE FROM steps WHERE thread_id = $1 AND seq < (SELECT seq FROM last) AND NOT EXISTS (SELECT 1 FROM open)",
+        )
+        .bind(thread)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes threads not updated since `before` and with no open run, but the `keep_last`
+    /// most recently updated ones; returns how many went.
+    pub async fn prune(&self, before: DateTime<Utc>, keep_last: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM threads t WHERE t.updated_at < $1 \
+               AND t.id NOT IN (SELECT id FROM threads ORDER BY updated_at DESC LIMIT $2) \
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.id \
+                               AND r.status IN ('pending', 'running', 'interrupted'))",
+        )
+        .bind(before)
+        .bind(keep_last)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
