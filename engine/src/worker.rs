@@ -47,6 +47,8 @@ pub struct Worker {
     id: String,
     /// Graphs by version, loaded once.
     graphs: Mutex<HashMap<String, Arc<Graph>>>,
+    /// Compact a thread's log after each run of it that succeeds.
+    compact_finished: bool,
 }
 
 impl Worker {
@@ -56,7 +58,15 @@ impl Worker {
             store,
             id: id.into(),
             graphs: Mutex::new(HashMap::new()),
+            compact_finished: false,
         }
+    }
+
+    /// Drops a thread's log entries older than its last snapshot after each run of it that
+    /// succeeds (see [`Store::compact`]).
+    pub fn with_compaction(mut self, compact_finished: bool) -> Worker {
+        self.compact_finished = compact_finished;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -229,6 +239,9 @@ impl Worker {
             outcome = run => outcome?,
             never = renew => match never {},
         };
+        if self.compact_finished && outcome.status == crate::run::RunStatus::Succeeded {
+            self.store.compact(lease.thread).await?;
+        }
         Ok(Ran::Ran {
             run: lease.run,
             outcome: Box::new(outcome),

@@ -2,8 +2,11 @@
 //! loading a graph with the configuration's model aliases, connecting to the database.
 
 mod cases;
+mod durable;
 pub(crate) mod graph;
 pub(crate) mod run;
+pub(crate) mod threads;
+pub(crate) mod worker;
 
 use std::path::{Path, PathBuf};
 
@@ -75,4 +78,11 @@ pub(crate) fn database(url: &str) -> anyhow::Result<sqlx::PgPool> {
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_lazy(url)
         .map_err(|err| anyhow::anyhow!("the database URL is not usable ({err}); check --db or DATABASE_URL"))
+}
+
+/// `finch migrate`.
+pub(crate) async fn migrate(db: Option<&str>) -> anyhow::Result<std::process::ExitCode> {
+    durable::store(db, None).await?;
+    println!("the database is migrated");
+    Ok(std::process::ExitCode::SUCCESS)
 }

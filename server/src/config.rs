@@ -19,6 +19,31 @@ pub(crate) struct Config {
     /// Model aliases, each with its provider settings.
     #[serde(default)]
     pub(crate) models: BTreeMap<String, ModelConfig>,
+    /// How runs are checkpointed.
+    #[serde(default)]
+    pub(crate) store: StoreConfig,
+}
+
+/// `[store]`: checkpoints and retention.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StoreConfig {
+    /// A snapshot of a thread's state every this many steps.
+    pub(crate) snapshot_every: u32,
+    /// How long a worker holds a run between renewals of its lease.
+    pub(crate) lease_secs: f64,
+    /// Drop a thread's log entries older than its last snapshot when a run of it succeeds.
+    pub(crate) compact_finished: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            snapshot_every: 32,
+            lease_secs: 30.0,
+            compact_finished: false,
+        }
+    }
 }
 
 impl Config {

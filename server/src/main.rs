@@ -29,6 +29,19 @@ enum Command {
     Graph(cli::graph::GraphCommand),
     /// Run a graph once and print its events and outcome.
     Run(cli::run::RunArgs),
+    /// Apply the database migrations that are not applied yet.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        db: Option<String>,
+    },
+    /// List or prune durable threads.
+    #[command(subcommand)]
+    Threads(cli::threads::ThreadsCommand),
+    /// Show one durable thread: its state, its log, its graph version.
+    #[command(subcommand)]
+    Thread(cli::threads::ThreadCommand),
+    /// Take over runs whose worker went away, and start queued runs.
+    Worker(cli::worker::WorkerArgs),
 }
 
 #[tokio::main]
@@ -37,6 +50,10 @@ async fn main() -> ExitCode {
     let result = match args.command {
         Command::Graph(command) => cli::graph::run(command, &args.config).await,
         Command::Run(run) => cli::run::run(run, &args.config).await,
+        Command::Migrate { db } => cli::migrate(db.as_deref()).await,
+        Command::Threads(command) => cli::threads::threads(command, &args.config).await,
+        Command::Thread(command) => cli::threads::thread(command, &args.config).await,
+        Command::Worker(worker) => cli::worker::run(worker, &args.config).await,
     };
     match result {
         Ok(code) => code,

@@ -10,9 +10,11 @@ use clap::{Args, ValueEnum};
 use engine::llm::LlmClient;
 use engine::llm::scripted::Scripted;
 use engine::run::{Answers, Engine, Event, Events, RunOutcome, RunStatus, State};
+use engine::store::StartMode;
+use engine::worker::Ran;
 use serde_json::Value;
 
-use super::{database, graph_path, load_graph};
+use super::{database, durable, graph_path, load_graph};
 use crate::config::Config;
 
 /// Run a graph once and print what happens.
@@ -33,6 +35,13 @@ pub(crate) struct RunArgs {
     /// The database for `sql` nodes.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     db: Option<String>,
+    /// Run on a durable thread: `new` creates one (its id is printed first), an id continues
+    /// one. Every step is then recorded in the database.
+    #[arg(long)]
+    thread: Option<String>,
+    /// With `--thread`: when the thread has an open run, queue this one instead of refusing.
+    #[arg(long)]
+    queue: bool,
     /// An answer for an interrupt, `ID=JSON`; given when the run waits there. Repeatable.
     #[arg(long = "answer", value_name = "ID=JSON")]
     answers: Vec<String>,
@@ -53,11 +62,9 @@ pub(crate) async fn run(args: RunArgs, config: &Path) -> anyhow::Result<ExitCode
     let graph = load_graph(&graph_path(&args.graph)?, config.as_ref())?;
     let input = json_object(&args.input, "--input")?;
     let context = json_object(&args.context, "--context")?;
-    let mut answers = parse_answers(&args.answers)?;
-    let mut engine = Engine::new(llm(&args.llm, config.as_ref(), &graph)?);
-    if let Some(url) = &args.db {
-        engine = engine.with_database(database(url)?);
-    }
+    let answers = parse_answers(&args.answers)?;
+    refuse_unknown_answers(&graph, &answers)?;
+    let llm = llm(&args.llm, config.as_ref(), &graph)?;
     let (events, mut receiver) = Events::channel();
     let format = args.format;
     let printer = tokio::spawn(async move {
@@ -65,28 +72,139 @@ pub(crate) async fn run(args: RunArgs, config: &Path) -> anyhow::Result<ExitCode
             print_event(&event, format);
         }
     });
-    refuse_unknown_answers(&graph, &answers)?;
-    let mut outcome = engine.start(&graph, input, context, &events).await?;
-    while outcome.status == RunStatus::Interrupted {
-        let waiting: Answers = outcome
-            .interrupts
-            .iter()
-            .filter_map(|interrupt| Some((interrupt.id.clone(), answers.remove(&interrupt.id)?)))
-            .collect();
-        if waiting.is_empty() {
-            break;
+    let request = Request {
+        graph: &graph,
+        input,
+        context,
+        answers,
+        events: &events,
+    };
+    let outcome = match &args.thread {
+        None => {
+            let mut engine = Engine::new(llm);
+            if let Some(url) = &args.db {
+                engine = engine.with_database(database(url)?);
+            }
+            Some(run_in_memory(&engine, request).await?)
         }
-        outcome = engine
-            .resume(&graph, outcome.checkpoint, waiting, &events)
-            .await?;
-    }
+        Some(thread) => run_durable(&args, thread, config.as_ref(), llm, request).await?,
+    };
     drop(events);
     printer.await.context("printing events")?;
+    let Some(outcome) = outcome else {
+        return Ok(ExitCode::SUCCESS);
+    };
     print_outcome(&outcome, format)?;
     Ok(match outcome.status {
         RunStatus::Failed => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// `println!`, but a closed stdout (`finch run … | head`) is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// One run's graph, input and answers.
+struct Request<'a> {
+    graph: &'a engine::Graph,
+    input: State,
+    context: State,
+    answers: BTreeMap<String, Value>,
+    events: &'a Events,
+}
+
+impl Request<'_> {
+    /// The answers given for the interrupts an outcome waits for.
+    fn answers_for(&mut self, outcome: &RunOutcome) -> Answers {
+        outcome
+            .interrupts
+            .iter()
+            .filter_map(|interrupt| Some((interrupt.id.clone(), self.answers.remove(&interrupt.id)?)))
+            .collect()
+    }
+}
+
+async fn run_in_memory(engine: &Engine, mut request: Request<'_>) -> anyhow::Result<RunOutcome> {
+    let (graph, events) = (request.graph, request.events);
+    let mut outcome = engine
+        .start(graph, request.input.clone(), request.context.clone(), events)
+        .await?;
+    while outcome.status == RunStatus::Interrupted {
+        let answers = request.answers_for(&outcome);
+        if answers.is_empty() {
+            break;
+        }
+        outcome = engine.resume(graph, outcome.checkpoint, answers, events).await?;
+    }
+    Ok(outcome)
+}
+
+/// A run on a durable thread (`new` for a new one), every step recorded; `None` when queued.
+async fn run_durable(
+    args: &RunArgs,
+    thread: &str,
+    config: Option<&Config>,
+    llm: Arc<dyn LlmClient>,
+    mut request: Request<'_>,
+) -> anyhow::Result<Option<RunOutcome>> {
+    let store = durable::store(args.db.as_deref(), config).await?;
+    let worker = durable::worker(store, llm, config);
+    let thread = match thread {
+        "new" => {
+            let thread = worker
+                .create_thread(request.graph, Value::Object(Default::default()))
+                .await?;
+            match args.format {
+                RunFormat::Json => say!("{}", serde_json::json!({ "thread": thread.id })),
+                RunFormat::Human => say!("thread {}", thread.id),
+            }
+            thread.id
+        }
+        id => {
+            let id: uuid::Uuid = id
+                .parse()
+                .with_context(|| format!("--thread takes `new` or a thread id, not `{id}`"))?;
+            let stored = worker.store().thread(id).await?;
+            if stored.graph != request.graph.name {
+                bail!(
+                    "thread {id} runs graph `{}`, not `{}`",
+                    stored.graph,
+                    request.graph.name
+                );
+            }
+            id
+        }
+    };
+    let mode = if args.queue {
+        StartMode::Enqueue
+    } else {
+        StartMode::Reject
+    };
+    let (input, context) = (
+        std::mem::take(&mut request.input),
+        std::mem::take(&mut request.context),
+    );
+    let mut ran = worker.start(thread, input, context, mode, request.events).await?;
+    loop {
+        match ran {
+            Ran::Queued { run } => {
+                say!("queued run {run}: it starts when the thread's open run ends (`finch worker`)");
+                return Ok(None);
+            }
+            Ran::Ran { run, outcome } => {
+                let answers = request.answers_for(&outcome);
+                if outcome.status != RunStatus::Interrupted || answers.is_empty() {
+                    return Ok(Some(*outcome));
+                }
+                ran = worker.resume(run, answers, request.events).await?;
+            }
+        }
+    }
 }
 
 /// An `--answer` for an interrupt the graph does not have is a typo: say so.
@@ -107,8 +225,28 @@ fn refuse_unknown_answers(graph: &engine::Graph, answers: &BTreeMap<String, Valu
     Ok(())
 }
 
-/// The model client: scripted replies, or the configured models the graph uses.
+/// The model client of a worker, which may run any graph: every configured model.
+pub(crate) fn llm_for_worker(choice: &str, config: Option<&Config>) -> anyhow::Result<Arc<dyn LlmClient>> {
+    let aliases = config.map(Config::model_aliases).unwrap_or_default();
+    llm_with(choice, config, &aliases, "the worker")
+}
+
+/// The model client for one graph: scripted replies, or the configured models it uses.
 fn llm(choice: &str, config: Option<&Config>, graph: &engine::Graph) -> anyhow::Result<Arc<dyn LlmClient>> {
+    llm_with(
+        choice,
+        config,
+        &graph.model_aliases(),
+        &format!("graph `{}`", graph.name),
+    )
+}
+
+fn llm_with(
+    choice: &str,
+    config: Option<&Config>,
+    needed: &std::collections::BTreeSet<String>,
+    who: &str,
+) -> anyhow::Result<Arc<dyn LlmClient>> {
     if let Some(file) = choice.strip_prefix("scripted:") {
         let text = std::fs::read_to_string(file).with_context(|| format!("reading the script {file}"))?;
         let script = Scripted::parse(&text).map_err(|err| anyhow::anyhow!("{file}:{err}"))?;
@@ -117,14 +255,10 @@ fn llm(choice: &str, config: Option<&Config>, graph: &engine::Graph) -> anyhow::
     if choice != "config" {
         bail!("--llm takes `config` or `scripted:FILE`, not `{choice}`");
     }
-    let needed = graph.model_aliases();
     match config {
-        Some(config) => Ok(Arc::new(config.models(&needed)?)),
+        Some(config) => Ok(Arc::new(config.models(needed)?)),
         None if needed.is_empty() => Ok(Arc::new(engine::llm::NoModels)),
-        None => bail!(
-            "graph `{}` uses models, but there is no finch.toml; or pass --llm scripted:FILE",
-            graph.name
-        ),
+        None => bail!("{who} uses models, but there is no finch.toml; or pass --llm scripted:FILE"),
     }
 }
 
@@ -150,10 +284,10 @@ fn parse_answers(answers: &[String]) -> anyhow::Result<BTreeMap<String, Value>> 
         .collect()
 }
 
-fn print_event(event: &Event, format: RunFormat) {
+pub(crate) fn print_event(event: &Event, format: RunFormat) {
     if format == RunFormat::Json {
         if let Ok(line) = serde_json::to_string(event) {
-            println!("{line}");
+            say!("{line}");
         }
         return;
     }
@@ -168,7 +302,7 @@ fn print_event(event: &Event, format: RunFormat) {
                 .iter()
                 .map(|w| format!("{} = {}", w.field, short(&w.value)))
                 .collect();
-            println!("step {step}  {node}  ({duration_ms} ms)  {}", fields.join(", "));
+            say!("step {step}  {node}  ({duration_ms} ms)  {}", fields.join(", "));
         }
         Event::NodeRetrying {
             step,
@@ -177,11 +311,11 @@ fn print_event(event: &Event, format: RunFormat) {
             error,
             delay_ms,
         } => {
-            println!("step {step}  {node}  attempt {attempt} failed: {error}; retrying in {delay_ms} ms");
+            say!("step {step}  {node}  attempt {attempt} failed: {error}; retrying in {delay_ms} ms");
         }
-        Event::NodeFailed { step, node, error } => println!("step {step}  {node}  failed: {error}"),
+        Event::NodeFailed { step, node, error } => say!("step {step}  {node}  failed: {error}"),
         Event::NodeInterrupted { step, node, payload } => {
-            println!("step {step}  {node}  waits for an answer: {payload}")
+            say!("step {step}  {node}  waits for an answer: {payload}")
         }
         _ => {}
     }
@@ -205,16 +339,16 @@ fn print_outcome(outcome: &RunOutcome, format: RunFormat) -> anyhow::Result<()> 
             "interrupts": outcome.interrupts,
             "state": outcome.checkpoint.state,
         });
-        println!("{}", serde_json::to_string(&summary)?);
+        say!("{}", serde_json::to_string(&summary)?);
         return Ok(());
     }
     match outcome.status {
-        RunStatus::Succeeded => println!("\nsucceeded\n{}", serde_json::to_string_pretty(&outcome.output)?),
-        RunStatus::Failed => println!("\nfailed: {}", outcome.error.as_deref().unwrap_or_default()),
+        RunStatus::Succeeded => say!("\nsucceeded\n{}", serde_json::to_string_pretty(&outcome.output)?),
+        RunStatus::Failed => say!("\nfailed: {}", outcome.error.as_deref().unwrap_or_default()),
         RunStatus::Interrupted => {
-            println!("\nwaiting for an answer; run again with --answer ID=JSON for:");
+            say!("\nwaiting for an answer; run again with --answer ID=JSON for:");
             for interrupt in &outcome.interrupts {
-                println!("  {}: {}", interrupt.id, interrupt.payload);
+                say!("  {}: {}", interrupt.id, interrupt.payload);
             }
         }
     }

@@ -1,0 +1,191 @@
+//! Durable runs through the binary: a run killed at any point is finished by a worker, with
+//! the same result as a run that was never killed, and no side effect applied twice.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::repo_root;
+
+const CRASH: &str = "server/tests/it/data/crash/crash.yaml";
+const SCRIPT: &str = "scripted:server/tests/it/data/crash/crash.script.yaml";
+const CONFIG: &str = "server/tests/it/data/crash/crash.toml";
+
+/// A fresh database with the `effects` table the crash graph writes to; its URL.
+pub(crate) async fn fresh_database() -> (String, sqlx::PgPool) {
+    let url = std::env::var("DATABASE_URL").expect("set DATABASE_URL (.ci/run does)");
+    let admin = sqlx::PgPool::connect(&url)
+        .await
+        .expect("DATABASE_URL reaches PostgreSQL");
+    let name = format!("finch_cli_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let server = url
+        .rsplit_once('/')
+        .map_or(url.as_str(), |(server, _)| server)
+        .to_owned();
+    let url = format!("{server}/{name}");
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE effects (id serial PRIMARY KEY, what text NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    (url, pool)
+}
+
+fn finch(db: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_finch"));
+    command
+        .args(args)
+        .args(["--db", db, "--config", CONFIG])
+        .current_dir(repo_root());
+    command
+}
+
+/// Starts a durable run of the crash graph, printing JSON events.
+fn start(db: &str) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = finch(
+        db,
+        &[
+            "run",
+            CRASH,
+            "--thread",
+            "new",
+            "--llm",
+            SCRIPT,
+            "--format",
+            "json",
+            "--input",
+            r#"{"note": "rain"}"#,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("finch runs");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    (child, stdout)
+}
+
+/// Reads events until one matches; returns the thread id seen on the way.
+fn read_until(
+    stdout: &mut BufReader<std::process::ChildStdout>,
+    thread: &mut String,
+    wanted: impl Fn(&Value) -> bool,
+) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the run ended before the kill point"
+        );
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if let Some(id) = event["thread"].as_str() {
+            *thread = id.to_owned();
+        }
+        if wanted(&event) {
+            return;
+        }
+    }
+}
+
+async fn effects(pool: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT what FROM effects ORDER BY what")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+async fn final_state(pool: &sqlx::PgPool, thread: &str) -> Value {
+    let thread: uuid::Uuid = thread.parse().unwrap();
+    let run: (String, Option<String>) = sqlx::query_as("SELECT status, error FROM runs WHERE thread_id = $1")
+        .bind(thread)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(run.0, "succeeded", "{:?}", run.1);
+    let writes: Vec<Value> = sqlx::query_scalar("SELECT writes FROM steps WHERE thread_id = $1 ORDER BY seq")
+        .bind(thread)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let mut state = serde_json::Map::new();
+    for write in writes.iter().flat_map(|w| w.as_array().unwrap()) {
+        let field = write["field"].as_str().unwrap().to_owned();
+        let value = match (field.as_str(), state.get(&field)) {
+            ("saved", Some(Value::Number(n))) => {
+                Value::from(n.as_i64().unwrap() + write["value"].as_i64().unwrap())
+            }
+            _ => write["value"].clone(),
+        };
+        state.insert(field, value);
+    }
+    Value::Object(state)
+}
+
+/// Kills the run at a point, lets its lease expire, and lets a worker finish it.
+async fn killed_at(point: impl Fn(&Value) -> bool + Send + 'static) -> (Value, Vec<String>) {
+    let (db, pool) = fresh_database().await;
+    let db2 = db.clone();
+    let thread = tokio::task::spawn_blocking(move || {
+        let (mut child, mut stdout) = start(&db2);
+        let mut thread = String::new();
+        read_until(&mut stdout, &mut thread, point);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        thread
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let worker = tokio::task::spawn_blocking(move || {
+        finch(&db, &["worker", "--once", "--llm", SCRIPT])
+            .output()
+            .expect("the worker runs")
+    })
+    .await
+    .unwrap();
+    let log = String::from_utf8_lossy(&worker.stdout);
+    assert!(
+        log.contains("took over run"),
+        "the worker found nothing to take over:\n{log}"
+    );
+    (final_state(&pool, &thread).await, effects(&pool).await)
+}
+
+async fn uninterrupted() -> Value {
+    let (db, pool) = fresh_database().await;
+    let output = tokio::task::spawn_blocking(move || {
+        let (mut child, stdout) = start(&db);
+        let lines: Vec<String> = stdout.lines().map(Result::unwrap).collect();
+        assert!(child.wait().unwrap().success());
+        lines[0].clone()
+    })
+    .await
+    .unwrap();
+    let thread: Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(effects(&pool).await, ["a", "b"]);
+    final_state(&pool, thread["thread"].as_str().unwrap()).await
+}
+
+#[tokio::test]
+async fn a_run_killed_before_its_first_step_commits_is_finished_once() {
+    let expected = uninterrupted().await;
+    let (state, effects) =
+        killed_at(|event| event["event"] == "node_started" && event["node"] == "think_a").await;
+    assert_eq!(state, expected);
+    assert_eq!(effects, ["a", "b"], "a side effect was lost or applied twice");
+}
+
+#[tokio::test]
+async fn a_run_killed_after_a_step_committed_is_finished_once() {
+    let expected = uninterrupted().await;
+    let (state, effects) =
+        killed_at(|event| event["event"] == "node_started" && event["node"] == "think_b").await;
+    assert_eq!(state, expected);
+    assert_eq!(effects, ["a", "b"], "a side effect was lost or applied twice");
+}
