@@ -10,24 +10,35 @@
 //! keeps the `Arc` it had. A graph that no longer loads keeps its last good version, and its
 //! diagnostics are kept as its [`problems`](Registry::problems) until it loads again. A graph
 //! whose file is deleted is no longer served: the folder says which graphs exist, threads
-//! already created keep their stored version.
+//! already created keep their stored version, and a file deleted and written again within
+//! the debounce (as some editors save) is never seen missing.
 //!
+//! [`Registry::watch`] reloads after [`DEBOUNCE`] of quiet following a change in the graphs
+//! folder or anywhere under `prompts/` and `schemas/`. Folders are watched, not files, so
+//! editors that save by renaming a new file over the old one are seen too.
 //! What a reload did goes out as [`RegistryEvent`]s to every subscriber: the engine never
 //! prints, and the server decides what to log.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
+use notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::broadcast;
 
 use crate::diagnostic::Diagnostic;
 use crate::graph::{Graph, LoadOptions, load_source};
 use crate::source::{FileKind, Folders, Source};
 
+/// How long the folders must be quiet after a change before the graphs are reloaded.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
 /// Events kept for a subscriber that falls behind; past that it gets `Lagged`.
 const EVENT_BUFFER: usize = 256;
 
-/// What a reload did to one graph.
+/// What a reload did to one graph, or what went wrong with watching.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryEvent {
     /// The graph loads, and new threads now get `version`: it is new (`previous` is `None`),
@@ -47,6 +58,29 @@ pub enum RegistryEvent {
     },
     /// The graph's file is gone, and the graph is no longer served.
     Removed { graph: String },
+    /// The file watcher reported an error; it keeps watching.
+    WatchFailed { message: String },
+}
+
+impl RegistryEvent {
+    /// The graph the event is about (`None` for a watcher error).
+    pub fn graph(&self) -> Option<&str> {
+        match self {
+            RegistryEvent::Reloaded { graph, .. }
+            | RegistryEvent::Rejected { graph, .. }
+            | RegistryEvent::Removed { graph } => Some(graph),
+            RegistryEvent::WatchFailed { .. } => None,
+        }
+    }
+}
+
+/// Why watching could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot start the file watcher: {0}")]
+    Start(notify::Error),
+    #[error("cannot watch `{}`: {error}", folder.display())]
+    Folder { folder: PathBuf, error: notify::Error },
 }
 
 /// Every graph of a project, each at its current version. Cheap to clone: clones share it.
@@ -70,6 +104,14 @@ struct Shared {
 struct Entry {
     current: Option<Arc<Graph>>,
     problems: Vec<Diagnostic>,
+}
+
+/// Watching the folders; dropping it stops watching.
+///
+/// No change made after the drop is seen; a reload already under way finishes.
+#[derive(Debug)]
+pub struct Watching {
+    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
 }
 
 impl Registry {
@@ -157,6 +199,64 @@ impl Registry {
             let _ = shared.events.send(event.clone());
         }
         events
+    }
+
+    /// Reloads whenever something changes in the graphs folder (not its subfolders: graphs
+    /// are only at its top) or anywhere under `prompts/` and `schemas/`.
+    ///
+    /// `prompts/` or `schemas/` are skipped when missing (a project may have no schemas).
+    /// Reloads once after the watcher starts, so a change since the last load is not missed.
+    pub fn watch(&self) -> Result<Watching, WatchError> {
+        let registry = Arc::downgrade(&self.shared);
+        let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+            on_change(&registry, result);
+        })
+        .map_err(WatchError::Start)?;
+        let folders = &self.shared.folders;
+        let watched = [
+            (&folders.graphs, RecursiveMode::NonRecursive, true),
+            (&folders.prompts, RecursiveMode::Recursive, false),
+            (&folders.schemas, RecursiveMode::Recursive, false),
+        ];
+        for (folder, mode, required) in watched {
+            if !required && !folder.is_dir() {
+                continue;
+            }
+            debouncer
+                .watch(folder, mode)
+                .map_err(|error| WatchError::Folder {
+                    folder: folder.clone(),
+                    error,
+                })?;
+        }
+        self.reload();
+        Ok(Watching {
+            _debouncer: debouncer,
+        })
+    }
+}
+
+/// What the watcher does with a batch of debounced events.
+fn on_change(registry: &Weak<Shared>, result: DebounceEventResult) {
+    let Some(shared) = registry.upgrade() else {
+        return;
+    };
+    match result {
+        // Reading a file is an access event too: reacting to those would reload forever.
+        Ok(events) => {
+            if events
+                .iter()
+                .any(|event| !matches!(event.kind, EventKind::Access(_)))
+            {
+                Registry { shared }.reload();
+            }
+        }
+        Err(errors) => {
+            for error in errors {
+                let message = error.to_string();
+                let _ = shared.events.send(RegistryEvent::WatchFailed { message });
+            }
+        }
     }
 }
 

@@ -1,17 +1,24 @@
 //! The graph registry: every graph's current version, reloaded when its files change.
 //!
 //! The project is a fresh copy of `data/registry/` per test: `greet` and `farewell` share
-//! `person.schema.json`, and each has its own template.
+//! `person.schema.json`, and each has its own template. `reload()` is tested directly; the
+//! watcher reloads after `engine::registry::DEBOUNCE` (~200 ms) of quiet, and its tests wait
+//! up to 10 s for the event they expect, asserting nothing about timing.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use engine::graph::load_source;
 use engine::registry::{Registry, RegistryEvent};
 use engine::source::Folders;
 use engine::{Diagnostic, LoadOptions};
+use tokio::sync::broadcast;
 
 use crate::versions::copy_dir;
+
+/// How long a watcher test waits for an event before failing.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The graph file edit that breaks `greet`: its last edge leads to a node that does not exist.
 const BROKEN_EDGE: (&str, &str) = ("{ from: greet, to: END }", "{ from: greet, to: ENDD }");
@@ -56,6 +63,14 @@ impl TempProject {
         std::fs::write(self.path(file), text.replace(from, to)).expect("writable");
     }
 
+    /// Writes `file` as editors do: a temporary file beside it, renamed over it.
+    fn save_by_rename(&self, file: &str, text: &str) {
+        let path = self.path(file);
+        let temporary = path.with_file_name(".finch-save.tmp");
+        std::fs::write(&temporary, text).expect("writable");
+        std::fs::rename(&temporary, &path).expect("renamable");
+    }
+
     /// What loading `graph` from the folders gives now, without the registry.
     fn load(&self, graph: &str) -> Result<engine::Graph, Vec<Diagnostic>> {
         load_source(Arc::new(self.folders()), graph, &LoadOptions::default())
@@ -74,6 +89,28 @@ impl Drop for TempProject {
 
 fn current_version(registry: &Registry, graph: &str) -> String {
     registry.get(graph).expect("a current version").version.clone()
+}
+
+/// Waits for the first event about `graph` that `wanted` accepts, skipping the others.
+async fn wait_for(
+    events: &mut broadcast::Receiver<RegistryEvent>,
+    graph: &str,
+    wanted: impl Fn(&RegistryEvent) -> bool,
+) -> RegistryEvent {
+    let mut seen = Vec::new();
+    let waiting = async {
+        loop {
+            match events.recv().await.expect("the registry is alive") {
+                RegistryEvent::WatchFailed { message } => panic!("the watcher failed: {message}"),
+                event if event.graph() == Some(graph) && wanted(&event) => return event,
+                event => seen.push(event),
+            }
+        }
+    };
+    match tokio::time::timeout(PATIENCE, waiting).await {
+        Ok(event) => event,
+        Err(_) => panic!("no such event about `{graph}` within {PATIENCE:?}; saw {seen:#?}"),
+    }
 }
 
 #[test]
@@ -240,4 +277,108 @@ fn a_new_graph_file_is_served_and_a_deleted_one_is_not() {
         registry.graphs().into_keys().collect::<Vec<_>>(),
         ["greet", "hello"]
     );
+}
+
+/// (a) a valid template change is served; (b) an invalid graph change, saved by renaming as
+/// editors do, is rejected with its diagnostics and the previous version stays; then fixed.
+#[tokio::test]
+async fn watching_serves_a_valid_change_and_rejects_an_invalid_one() {
+    let project = TempProject::new();
+    let registry = project.registry();
+    let mut events = registry.subscribe();
+    let _watching = registry.watch().expect("the folders can be watched");
+    let first = current_version(&registry, "greet");
+
+    project.edit("prompts/greet.j2", ("Say hello", "Say hi"));
+    let second = project.version("greet");
+    let event = wait_for(
+        &mut events,
+        "greet",
+        |event| matches!(event, RegistryEvent::Reloaded { version, .. } if *version == second),
+    )
+    .await;
+
+    assert_ne!(second, first);
+    assert!(matches!(event, RegistryEvent::Reloaded { previous: Some(p), .. } if p == first));
+    assert_eq!(current_version(&registry, "greet"), second);
+
+    let valid = project.read("graphs/greet.yaml");
+    project.save_by_rename("graphs/greet.yaml", &valid.replace(BROKEN_EDGE.0, BROKEN_EDGE.1));
+    let event = wait_for(&mut events, "greet", |event| {
+        matches!(event, RegistryEvent::Rejected { .. })
+    })
+    .await;
+
+    let RegistryEvent::Rejected {
+        diagnostics, serving, ..
+    } = event
+    else {
+        unreachable!()
+    };
+    let rendered = engine::diagnostic::render(&diagnostics);
+    let location = format!("{}:17:24", project.path("graphs/greet.yaml").display());
+    assert!(
+        rendered.contains(&location),
+        "expected `{location}` in:\n{rendered}"
+    );
+    assert_eq!(serving.as_deref(), Some(second.as_str()));
+    assert_eq!(current_version(&registry, "greet"), second);
+    assert_eq!(registry.problems("greet"), diagnostics);
+
+    project.save_by_rename("graphs/greet.yaml", &valid);
+    wait_for(&mut events, "greet", |event| {
+        matches!(event, RegistryEvent::Reloaded { .. })
+    })
+    .await;
+
+    assert_eq!(current_version(&registry, "greet"), second);
+    assert!(registry.problems("greet").is_empty());
+}
+
+/// The watcher sees new and deleted graph files, not only changed ones.
+#[tokio::test]
+async fn watching_serves_a_new_graph_file_and_drops_a_deleted_one() {
+    let project = TempProject::new();
+    let registry = project.registry();
+    let mut events = registry.subscribe();
+    let _watching = registry.watch().expect("the folders can be watched");
+
+    std::fs::copy(
+        project.path("graphs/greet.yaml"),
+        project.path("graphs/hello.yaml"),
+    )
+    .unwrap();
+    wait_for(&mut events, "hello", |event| {
+        matches!(event, RegistryEvent::Reloaded { .. })
+    })
+    .await;
+    std::fs::remove_file(project.path("graphs/farewell.yaml")).unwrap();
+    wait_for(&mut events, "farewell", |event| {
+        matches!(event, RegistryEvent::Removed { .. })
+    })
+    .await;
+
+    assert_eq!(
+        registry.graphs().into_keys().collect::<Vec<_>>(),
+        ["greet", "hello"]
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_watch_stops_reloading() {
+    let project = TempProject::new();
+    let registry = project.registry();
+    let mut events = registry.subscribe();
+    let first = current_version(&registry, "greet");
+    drop(registry.watch().expect("the folders can be watched"));
+
+    project.edit("prompts/greet.j2", ("Say hello", "Say hi"));
+    // Long enough for several debounce periods: a watcher still running would have reloaded.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    assert_eq!(current_version(&registry, "greet"), first);
+    assert!(matches!(
+        events.try_recv(),
+        Err(broadcast::error::TryRecvError::Empty)
+    ));
 }
