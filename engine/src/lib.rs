@@ -15,6 +15,7 @@ pub mod diagnostic;
 pub mod graph;
 pub mod llm;
 pub mod nodes;
+pub mod registry;
 pub mod run;
 pub mod source;
 pub mod state;

@@ -6,6 +6,7 @@ mod durable;
 pub(crate) mod graph;
 pub(crate) mod run;
 pub(crate) mod threads;
+mod watch;
 pub(crate) mod worker;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,12 @@ pub(crate) fn project_of(graph: &Path) -> Project {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    project_of_folder(dir)
+}
+
+/// The project of the graphs in `dir`: the nearest folder from `dir` upwards with `prompts/`
+/// or `schemas/`.
+pub(crate) fn project_of_folder(dir: &Path) -> Project {
     // Walk up from the absolute folder (`.` has no parent), then keep paths relative to the
     // current folder when they are below it, so messages stay short.
     let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());

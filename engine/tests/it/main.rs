@@ -8,6 +8,7 @@ mod draw;
 mod durable;
 mod graph_schema;
 mod llm;
+mod registry;
 mod resume;
 mod run;
 mod validation;

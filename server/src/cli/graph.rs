@@ -51,6 +51,13 @@ pub(crate) enum GraphCommand {
     },
     /// Print the JSON Schema of graph files (committed as schemas/graph.schema.json).
     Schema,
+    /// Load every graph in a folder, print its version, then reload it whenever a graph,
+    /// template or schema changes, printing what changed, until Ctrl-C.
+    Watch {
+        /// The folder of the graphs; its project's prompts/ and schemas/ are watched too.
+        #[arg(long, default_value = "graphs")]
+        graphs: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -75,6 +82,7 @@ pub(crate) async fn run(command: GraphCommand, config: &Path) -> anyhow::Result<
             format,
         } => check(&paths, deny_warnings, format, config),
         GraphCommand::Show { name, format } => show(&name, format, config),
+        GraphCommand::Watch { graphs } => super::watch::watch(&graphs, config).await,
         GraphCommand::Schema => {
             print!("{}", engine::graph_json_schema());
             Ok(ExitCode::SUCCESS)

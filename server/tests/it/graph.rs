@@ -1,4 +1,10 @@
-//! `finch graph check|show|schema`.
+//! `finch graph check|show|schema|watch`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use engine::diagnostic::render;
 
@@ -160,4 +166,96 @@ fn schema_prints_the_committed_graph_schema() {
     let committed =
         std::fs::read_to_string(repo_root().join("schemas/graph.schema.json")).expect("committed");
     assert_eq!(stdout(&output), committed);
+}
+
+/// `finch graph watch` on a copy of the engine's registry fixture, killed at the end.
+struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(graphs: &Path) -> Watch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_finch"))
+            .args(["graph", "watch", "--graphs"])
+            .arg(graphs)
+            .current_dir(repo_root())
+            .env_remove("FINCH_CONFIG")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("finch starts");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// Reads lines until one starts with `prefix`, and returns it with the lines before it.
+    fn until(&self, prefix: &str) -> (String, Vec<String>) {
+        let mut before = Vec::new();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line.trim_start().starts_with(prefix) => return (line, before),
+                Ok(line) => before.push(line),
+                Err(err) => panic!("no line starting with `{prefix}` ({err}); got {before:#?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The watcher debounces for ~200 ms; the test waits up to 10 s for each line.
+#[test]
+fn watch_prints_each_version_then_each_reload() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("watch-{}", uuid::Uuid::new_v4()));
+    copy_dir(&repo_root().join(FIXTURES).join("registry"), &dir);
+    let watch = Watch::start(&dir.join("graphs"));
+    let (watching, versions) = watch.until("watching ");
+    assert_eq!(versions.len(), 2, "{versions:#?}");
+    assert!(versions[0].starts_with("farewell: version "), "{versions:#?}");
+    assert!(versions[1].starts_with("greet: version "), "{versions:#?}");
+    assert!(watching.ends_with("; Ctrl-C stops"), "{watching}");
+    let first = versions[1].trim_start_matches("greet: version ").to_owned();
+
+    let template = dir.join("prompts/greet.j2");
+    std::fs::write(&template, "Say hi to {{ person.name }}.\n").unwrap();
+    let (reloaded, _) = watch.until("greet: version ");
+    assert!(
+        reloaded.starts_with(&format!("greet: version {first} → ")),
+        "{reloaded}"
+    );
+
+    let graph = dir.join("graphs/greet.yaml");
+    let text = std::fs::read_to_string(&graph).unwrap();
+    std::fs::write(&graph, text.replace("to: END }", "to: ENDD }")).unwrap();
+    let (rejected, _) = watch.until("greet: change rejected");
+    let (location, _) = watch.until("-->");
+    assert!(rejected.contains("still serving version "), "{rejected}");
+    assert_eq!(location.trim(), format!("--> {}:17:24", graph.display()));
+    drop(watch);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
