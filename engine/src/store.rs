@@ -6,6 +6,7 @@
 //! run's fence, so a worker that lost its lease cannot write. The state is read back from the
 //! latest snapshot, the steps after it, and the items of `append` fields (see the migration).
 
+mod group;
 mod history;
 mod journal;
 mod load;
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 pub use history::StepEntry;
 pub use journal::RunJournal;
-pub use load::Head;
+pub use load::{Head, Stored};
 pub use runs::{Lease, RunRow, StartMode, Started, ThreadRow};
 
 use crate::graph::Graph;
@@ -62,6 +63,8 @@ pub struct Store {
     pub(crate) snapshot_every: u32,
     /// How long a worker holds a run without renewing its lease.
     pub(crate) lease: Duration,
+    /// Steps waiting to be appended together.
+    pub(crate) group: std::sync::Arc<group::GroupCommit>,
 }
 
 impl Store {
@@ -70,6 +73,7 @@ impl Store {
             pool,
             snapshot_every: 32,
             lease: Duration::from_secs(30),
+            group: std::sync::Arc::new(group::GroupCommit::new()),
         }
     }
 
@@ -83,6 +87,11 @@ impl Store {
     pub fn with_lease(mut self, lease: Duration) -> Store {
         self.lease = lease;
         self
+    }
+
+    /// How many steps of a thread there are between snapshots of its state.
+    pub fn snapshot_every(&self) -> u32 {
+        self.snapshot_every
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -108,9 +108,9 @@ impl Worker {
         mode: StartMode,
         events: &Events,
     ) -> Result<Ran, WorkerError> {
-        let row = self.store.thread(thread).await?;
-        let graph = self.graph(&row.graph_version).await?;
-        let head = self.store.head(&graph, thread, None).await?;
+        let stored = self.store.load(thread, None).await?;
+        let graph = self.graph(&stored.version).await?;
+        let head = stored.head(&graph)?;
         let (checkpoint, writes) = prepare(&graph, head.state, input.clone(), context.clone())?;
         let run = Uuid::now_v7();
         let lease = Lease {
@@ -159,9 +159,9 @@ impl Worker {
         let Some((lease, input, context)) = self.store.claim_pending(&self.id).await? else {
             return Ok(None);
         };
-        let thread = self.store.thread(lease.thread).await?;
-        let graph = self.graph(&thread.graph_version).await?;
-        let head = self.store.head(&graph, lease.thread, None).await?;
+        let stored = self.store.load(lease.thread, None).await?;
+        let graph = self.graph(&stored.version).await?;
+        let head = stored.head(&graph)?;
         let prepared = prepare(&graph, head.state, input, context);
         let journal = RunJournal::new(self.store.clone(), &graph, lease, head.seq + 1, head.lengths);
         let (checkpoint, writes) = match prepared {
@@ -193,9 +193,9 @@ impl Worker {
         answers: Answers,
         events: &Events,
     ) -> Result<Ran, WorkerError> {
-        let thread = self.store.thread(lease.thread).await?;
-        let graph = self.graph(&thread.graph_version).await?;
-        let head = self.store.head(&graph, lease.thread, None).await?;
+        let stored = self.store.load(lease.thread, None).await?;
+        let graph = self.graph(&stored.version).await?;
+        let head = stored.head(&graph)?;
         let position = match (head.run, head.position) {
             (Some(run), Some(position)) if run == lease.run => position,
             _ => {

@@ -8,7 +8,7 @@ mod rows;
 
 use super::{Assignments, NodeKind};
 use crate::graph::check::{NodeCx, WritesDefault};
-use crate::run::{NodeError, RunCx, StepTransaction, Write};
+use crate::run::{NodeError, RunCx, Write};
 use crate::yaml::Spanned;
 use serde_json::Value;
 
@@ -65,11 +65,11 @@ impl NodeKind for SqlNode {
             .to_ascii_lowercase();
         if first_word.is_empty() {
             cx.error(query.pos, "`query` is empty");
-        } else if self.mode == SqlMode::Read && WRITE_KEYWORDS.contains(&first_word.as_str()) {
-            let message = format!(
-                "a `read` query cannot start with `{}`",
-                first_word.to_ascii_uppercase()
-            );
+        } else if let Some(word) = (self.mode == SqlMode::Read)
+            .then(|| WRITE_KEYWORDS.iter().find(|word| has_keyword(query, word)))
+            .flatten()
+        {
+            let message = format!("a `read` query cannot contain `{}`", word.to_ascii_uppercase());
             cx.error_hint(
                 query.pos,
                 &message,
@@ -109,9 +109,10 @@ impl NodeKind for SqlNode {
     }
 
     /// Binds the parameters and runs the statement on the engine's database.
-    /// A `read` runs in a read-only transaction of its own; a `write` runs in the step's
-    /// transaction, which commits with the step's record (or not at all). Either way the node's
-    /// timeout is the statement's `statement_timeout`, so a statement cut short does not go on.
+    /// A `read` runs alone (its check refused anything that changes data), or, with a timeout,
+    /// in a read-only transaction of its own; a `write` runs in the step's transaction, which
+    /// commits with the step's record (or not at all). A node's timeout is the statement's
+    /// `statement_timeout`, so a statement cut short does not go on.
     async fn run(&self, cx: &RunCx<'_>) -> Result<Vec<Write>, NodeError> {
         let Some(pool) = &cx.engine.db else {
             return Err(NodeError::failed(
@@ -123,6 +124,13 @@ impl NodeKind for SqlNode {
             params.push(cx.eval(param)?);
         }
         let output = match self.mode {
+            // One round trip: the check made sure the statement changes nothing.
+            SqlMode::Read if cx.timeout.is_none() => {
+                let mut conn = pool.acquire().await.map_err(database_failure)?;
+                self.execute(&mut conn, params, None)
+                    .await
+                    .map_err(database_failure)?
+            }
             SqlMode::Read => {
                 let mut tx = pool.begin().await.map_err(database_failure)?;
                 sqlx::query("SET TRANSACTION READ ONLY")
@@ -155,12 +163,11 @@ impl SqlNode {
     /// error.
     fn execute<'a>(
         &'a self,
-        tx: &'a mut StepTransaction,
+        conn: &'a mut sqlx::PgConnection,
         params: Vec<Value>,
         timeout: Option<std::time::Duration>,
     ) -> futures::future::BoxFuture<'a, Result<Result<Value, String>, sqlx::Error>> {
         Box::pin(async move {
-            let conn: &mut sqlx::PgConnection = tx;
             if let Some(timeout) = timeout {
                 let setting = format!("SET LOCAL statement_timeout = {}", timeout.as_millis().max(1));
                 sqlx::query(sqlx::AssertSqlSafe(setting))

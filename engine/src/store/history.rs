@@ -32,14 +32,32 @@ impl Store {
         Ok(entries)
     }
 
+    /// The bytes each run of a thread stored (its log entries, the items and snapshots they
+    /// wrote, with their model calls, as `pg_column_size` counts them), oldest run first: what
+    /// a turn of a conversation costs in storage.
+    pub async fn run_sizes(&self, thread: Uuid) -> Result<Vec<(Uuid, i64)>, StoreError> {
+        let sizes = sqlx::query_as(
+            "WITH seqs AS (SELECT run_id, seq FROM steps WHERE thread_id = $1) \
+             SELECT r.id, coalesce((SELECT sum(pg_column_size(s.*)) FROM steps s \
+                               WHERE s.thread_id = $1 AND s.run_id = r.id), 0)::bigint \
+                  + coalesce((SELECT sum(pg_column_size(i.*)) FROM items i JOIN seqs USING (seq) \
+                              WHERE i.thread_id = $1 AND seqs.run_id = r.id), 0)::bigint \
+                  + coalesce((SELECT sum(pg_column_size(n.*)) FROM snapshots n JOIN seqs USING (seq) \
+                              WHERE n.thread_id = $1 AND seqs.run_id = r.id), 0)::bigint \
+             FROM runs r WHERE r.thread_id = $1 ORDER BY r.created_at, r.id",
+        )
+        .bind(thread)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(sizes)
+    }
+
     /// Drops the log entries (and their model calls) older than the thread's last snapshot,
     /// when no run of it is open: the state stays readable, the early history does not.
     pub async fn compact(&self, thread: Uuid) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "WITH last AS (SELECT max(seq) AS seq FROM snapshots WHERE thread_id = $1), \
              open AS (SELECT 1 FROM runs WHERE thread_id = $1 AND status IN ('pending', 'running', 'interrupted')), \
-             calls AS (DELETE FROM llm_calls WHERE thread_id = $1 AND seq < (SELECT seq FROM last) \
-                 AND NOT EXISTS (SELECT 1 FROM open)), \
              old_snapshots AS (DELETE FROM snapshots WHERE thread_id = $1 AND seq < (SELECT seq FROM last) \
                  AND NOT EXISTS (SELECT 1 FROM open)) \
              DELETE FROM steps WHERE thread_id = $1 AND seq < (SELECT seq FROM last) AND NOT EXISTS (SELECT 1 FROM open)",
@@ -53,16 +71,21 @@ impl Store {
     /// Deletes threads not updated since `before` and with no open run, but the `keep_last`
     /// most recently updated ones; returns how many went.
     pub async fn prune(&self, before: DateTime<Utc>, keep_last: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM threads t WHERE t.updated_at < $1 \
-               AND t.id NOT IN (SELECT id FROM threads ORDER BY updated_at DESC LIMIT $2) \
-               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.id \
-                               AND r.status IN ('pending', 'running', 'interrupted'))",
+        let gone: i64 = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM threads t WHERE t.updated_at < $1 \
+                 AND t.id NOT IN (SELECT id FROM threads ORDER BY updated_at DESC LIMIT $2) \
+                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.id \
+                                 AND r.status IN ('pending', 'running', 'interrupted')) \
+                 RETURNING id), \
+             steps AS (DELETE FROM steps WHERE thread_id IN (SELECT id FROM gone)), \
+             items AS (DELETE FROM items WHERE thread_id IN (SELECT id FROM gone)), \
+             snapshots AS (DELETE FROM snapshots WHERE thread_id IN (SELECT id FROM gone)) \
+             SELECT count(*) FROM gone",
         )
         .bind(before)
         .bind(keep_last)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(gone as u64)
     }
 }

@@ -11,6 +11,7 @@ use sqlx::query::Query;
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
+use super::group::{Append, CONTINUE, END};
 use super::{Lease, Store, StoreError};
 use crate::graph::Graph;
 use crate::run::{Checkpoint, Journal, RunStatus, State, StepRecord, StepTransaction, Write};
@@ -31,8 +32,8 @@ pub(crate) struct StepRow {
     pub(crate) items: Value,
     /// The state (but `append` fields) and those fields' lengths, when a snapshot is due.
     pub(crate) snapshot: Option<(Value, Value)>,
-    /// `[{ordinal, node, provider, model, request, response, …}]`.
-    pub(crate) calls: Value,
+    /// `[{node, provider, model, request, response, …}]`, or `None` when the step made no call.
+    pub(crate) calls: Option<Value>,
 }
 
 /// The statement's tail, shared by every way of appending a step. It follows a `run` CTE
@@ -41,38 +42,17 @@ pub(crate) struct StepRow {
 macro_rules! append_step_sql {
     () => {
         "\
-    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position) \
-        SELECT $1, $3, run.id, $4, $5, $6, $7 FROM run RETURNING seq), \
+    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls) \
+        SELECT $1, $3, run.id, $4, $5, $6, $7, $11 FROM run RETURNING seq), \
     items AS (INSERT INTO items (thread_id, field, idx, seq, value) \
         SELECT $1, i.field, i.idx, $3, i.value \
         FROM step, jsonb_to_recordset($8) AS i(field text, idx integer, value jsonb)), \
     snapshot AS (INSERT INTO snapshots (thread_id, seq, state, lengths) \
-        SELECT $1, $3, $9, $10 FROM step WHERE $9::jsonb IS NOT NULL), \
-    calls AS (INSERT INTO llm_calls (thread_id, seq, ordinal, node, provider, model, request, response, \
-            prompt_tokens, completion_tokens, latency_ms) \
-        SELECT $1, $3, c.ordinal, c.node, c.provider, c.model, c.request, c.response, \
-            c.prompt_tokens, c.completion_tokens, c.latency_ms \
-        FROM step, jsonb_to_recordset($11) AS c(ordinal integer, node text, provider text, model text, \
-            request jsonb, response text, prompt_tokens bigint, completion_tokens bigint, latency_ms bigint)) \
+        SELECT $1, $3, $9, $10 FROM step WHERE $9::jsonb IS NOT NULL) \
     SELECT count(*) AS appended FROM step"
     };
 }
 pub(crate) use append_step_sql;
-
-/// A step of a run that goes on: the fence is checked (and held) with a share lock.
-const CONTINUE: &str = concat!(
-    "WITH run AS (SELECT id FROM runs WHERE id = $2 AND fence = $12 AND lease_owner = $13 \
-         AND status = 'running' FOR SHARE), ",
-    append_step_sql!()
-);
-
-/// The step a run ends (or pauses) with: the run's status changes in the same statement.
-const END: &str = concat!(
-    "WITH run AS (UPDATE runs SET status = $14, lease_owner = NULL, lease_expires = NULL, updated_at = now() \
-         WHERE id = $2 AND fence = $12 AND lease_owner = $13 AND status = 'running' RETURNING id), \
-     touched AS (UPDATE threads SET updated_at = now() WHERE id = $1 AND EXISTS (SELECT 1 FROM run)), ",
-    append_step_sql!()
-);
 
 /// Binds `$1`…`$11` of [`APPEND_STEP`].
 pub(crate) fn append_step<'q>(
@@ -163,9 +143,15 @@ impl RunJournal {
                 json!(*lengths),
             )
         });
+        // An `append` write's items are in `items` already: the entry says how many.
         let writes: Vec<Value> = writes
             .iter()
-            .map(|(node, write)| json!({ "node": node, "field": write.field, "value": write.value }))
+            .map(|(node, write)| match write.value.as_array() {
+                Some(items) if self.appends.contains(&write.field) => {
+                    json!({ "node": node, "field": write.field, "appended": items.len() })
+                }
+                _ => json!({ "node": node, "field": write.field, "value": write.value }),
+            })
             .collect();
         StepRow {
             thread: self.lease.thread,
@@ -177,7 +163,7 @@ impl RunJournal {
             position: serde_json::to_value(checkpoint.position()).unwrap_or(Value::Null),
             items: Value::Array(items),
             snapshot,
-            calls: json!([]),
+            calls: None,
         }
     }
 
@@ -200,31 +186,39 @@ impl RunJournal {
         row: StepRow,
         end: Option<RunStatus>,
     ) -> Result<(), StoreError> {
-        let query = match end {
-            None => append_step(sqlx::query(CONTINUE), &row)
-                .bind(self.lease.fence)
-                .bind(&self.lease.owner),
-            Some(status) => append_step(sqlx::query(END), &row)
-                .bind(self.lease.fence)
-                .bind(&self.lease.owner)
-                .bind(status.name()),
+        let append = Append {
+            row,
+            fence: self.lease.fence,
+            owner: self.lease.owner.clone(),
+            end: end.map(RunStatus::name),
         };
-        let appended: i64 = match transaction {
+        let appended = match transaction {
+            // The step's `sql` writes are in this transaction: it commits alone.
             Some(mut transaction) => {
-                let appended = query.fetch_one(&mut *transaction).await?.try_get("appended")?;
+                let query = match append.end {
+                    None => append_step(sqlx::query(CONTINUE), &append.row)
+                        .bind(append.fence)
+                        .bind(&append.owner),
+                    Some(status) => append_step(sqlx::query(END), &append.row)
+                        .bind(append.fence)
+                        .bind(&append.owner)
+                        .bind(status),
+                };
+                let appended: i64 = query.fetch_one(&mut *transaction).await?.try_get("appended")?;
                 if appended == 1 {
                     transaction.commit().await?;
                 }
-                appended
+                appended == 1
             }
-            None => query.fetch_one(&self.store.pool).await?.try_get("appended")?,
+            None => self.store.group.append(&self.store.pool, append).await?,
         };
-        match appended {
-            1 => Ok(()),
-            _ => Err(StoreError::Fenced {
+        if appended {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced {
                 run: self.lease.run,
                 fence: self.lease.fence,
-            }),
+            })
         }
     }
 }
@@ -267,13 +261,14 @@ impl Journal for RunJournal {
     }
 }
 
-fn calls_json(calls: &[(String, crate::llm::LlmCall)]) -> Value {
+fn calls_json(calls: &[(String, crate::llm::LlmCall)]) -> Option<Value> {
+    if calls.is_empty() {
+        return None;
+    }
     let calls: Vec<Value> = calls
         .iter()
-        .enumerate()
-        .map(|(ordinal, (node, call))| {
+        .map(|(node, call)| {
             json!({
-                "ordinal": ordinal,
                 "node": node,
                 "provider": call.response.provider,
                 "model": call.response.model,
@@ -285,5 +280,5 @@ fn calls_json(calls: &[(String, crate::llm::LlmCall)]) -> Value {
             })
         })
         .collect();
-    Value::Array(calls)
+    Some(Value::Array(calls))
 }

@@ -29,17 +29,20 @@ struct Snapshot {
     state: State,
 }
 
+/// A write as logged; an `append` write has no value, its items are read from `items`.
 #[derive(Deserialize)]
 struct LoggedWrite {
     field: String,
-    value: Value,
+    value: Option<Value>,
 }
 
-/// One statement: the snapshot, the writes after it, every item, and the entry's position.
+/// One statement: the thread's graph version, its snapshot, the writes after it, every item,
+/// and the entry's position.
 const HEAD: &str = "\
     WITH snap AS (SELECT seq, state FROM snapshots WHERE thread_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1), \
     last AS (SELECT seq, run_id, position FROM steps WHERE thread_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1) \
     SELECT \
+        (SELECT graph_version FROM threads WHERE id = $1) AS version, \
         (SELECT to_jsonb(snap) FROM snap) AS snapshot, \
         (SELECT coalesce(jsonb_agg(writes ORDER BY seq), '[]'::jsonb) FROM steps \
             WHERE thread_id = $1 AND seq <= $2 AND seq > coalesce((SELECT seq FROM snap), 0)) AS writes, \
@@ -48,14 +51,42 @@ const HEAD: &str = "\
              WHERE thread_id = $1 AND seq <= $2 GROUP BY field) fields) AS items, \
         (SELECT seq FROM last) AS seq, (SELECT run_id FROM last) AS run_id, (SELECT position FROM last) AS position";
 
+/// A thread's log as read in one round trip, before its graph's reducers make a state of it.
+#[derive(Debug)]
+pub struct Stored {
+    thread: Uuid,
+    /// The graph version the thread is pinned to.
+    pub version: String,
+    row: sqlx::postgres::PgRow,
+}
+
 impl Store {
     /// The state of `thread` after log entry `at` (the latest when `None`).
     pub async fn head(&self, graph: &Graph, thread: Uuid, at: Option<i64>) -> Result<Head, StoreError> {
+        self.load(thread, at).await?.head(graph)
+    }
+
+    /// What [`Store::head`] reads, with the thread's graph version, for a caller that
+    /// needs the version to know the graph.
+    pub async fn load(&self, thread: Uuid, at: Option<i64>) -> Result<Stored, StoreError> {
         let row = sqlx::query(HEAD)
             .bind(thread)
             .bind(at.unwrap_or(i64::MAX))
             .fetch_one(&self.pool)
             .await?;
+        let version: Option<String> = row.try_get("version")?;
+        Ok(Stored {
+            thread,
+            version: version.ok_or(StoreError::NoThread(thread))?,
+            row,
+        })
+    }
+}
+
+impl Stored {
+    /// The state, replayed with `graph`'s reducers.
+    pub fn head(self, graph: &Graph) -> Result<Head, StoreError> {
+        let (thread, row) = (self.thread, self.row);
         let corrupt = |what: &str, err: serde_json::Error| {
             StoreError::Corrupt(format!("thread `{thread}`, {what}: {err}"))
         };
@@ -72,9 +103,10 @@ impl Store {
         let writes: Vec<Vec<LoggedWrite>> =
             serde_json::from_value(writes).map_err(|err| corrupt("steps", err))?;
         for write in writes.into_iter().flatten() {
+            let Some(value) = write.value else { continue };
             let write = Write {
                 field: write.field,
-                value: write.value,
+                value,
             };
             crate::state::replay(graph, &mut state, &write);
         }

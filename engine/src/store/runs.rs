@@ -27,6 +27,8 @@ pub struct RunRow {
     pub id: Uuid,
     pub thread_id: Uuid,
     pub status: String,
+    /// A queued run's input; a run that started at once has `{}`, its input being its
+    /// first log entry (step 0).
     pub input: Value,
     pub context: Value,
     pub error: Option<String>,
@@ -116,8 +118,8 @@ impl Store {
         owner: &str,
         mode: StartMode,
     ) -> Result<Started, StoreError> {
+        // The input is the log entry `first`; only a queued run keeps it in its row.
         let start = append_step(sqlx::query(START_RUN), first)
-            .bind(Value::Object(input.clone()))
             .bind(Value::Object(context.clone()))
             .bind(owner)
             .bind(self.lease.as_secs_f64());
@@ -289,9 +291,10 @@ fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
 }
 
 /// Inserts the run, running and held, then (in the same statement) its input step.
+/// `$12` context, `$13` owner, `$14` lease in seconds; `$1`…`$11` as in `append_step`.
 const START_RUN: &str = concat!(
     "WITH run AS (INSERT INTO runs (id, thread_id, status, input, context, lease_owner, lease_expires, fence) \
-         VALUES ($2, $1, 'running', $12, $13, $14, now() + make_interval(secs => $15), 1) RETURNING id), \
+         VALUES ($2, $1, 'running', '{}', $12, $13, now() + make_interval(secs => $14), 1) RETURNING id), \
      touched AS (UPDATE threads SET updated_at = now() WHERE id = $1), ",
     super::journal::append_step_sql!()
 );

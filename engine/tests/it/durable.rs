@@ -92,25 +92,6 @@ async fn a_thread_keeps_its_state_across_runs(pool: PgPool) {
     );
 }
 
-/// Bytes stored for each run of a thread: its log entries, items, snapshots and model calls.
-async fn bytes_per_run(pool: &PgPool, thread: uuid::Uuid) -> Vec<i64> {
-    sqlx::query_scalar(
-        "WITH seqs AS (SELECT run_id, seq FROM steps WHERE thread_id = $1) \
-         SELECT (SELECT sum(pg_column_size(s.*)) FROM steps s WHERE s.thread_id = $1 AND s.run_id = r.id) \
-              + coalesce((SELECT sum(pg_column_size(i.*)) FROM items i JOIN seqs USING (seq) \
-                          WHERE i.thread_id = $1 AND seqs.run_id = r.id), 0) \
-              + coalesce((SELECT sum(pg_column_size(n.*)) FROM snapshots n JOIN seqs USING (seq) \
-                          WHERE n.thread_id = $1 AND seqs.run_id = r.id), 0) \
-              + coalesce((SELECT sum(pg_column_size(c.*)) FROM llm_calls c JOIN seqs USING (seq) \
-                          WHERE c.thread_id = $1 AND seqs.run_id = r.id), 0) \
-         FROM runs r WHERE r.thread_id = $1 ORDER BY r.created_at",
-    )
-    .bind(thread)
-    .fetch_all(pool)
-    .await
-    .unwrap()
-}
-
 #[sqlx::test(migrator = "engine::store::MIGRATOR")]
 async fn storage_per_turn_does_not_grow_with_the_conversation(pool: PgPool) {
     let store = Store::new(pool.clone()).with_snapshot_every(8);
@@ -131,7 +112,8 @@ async fn storage_per_turn_does_not_grow_with_the_conversation(pool: PgPool) {
         );
         assert_eq!(ran.status, RunStatus::Succeeded, "{:?}", ran.error);
     }
-    let bytes = bytes_per_run(&pool, thread.id).await;
+    let sizes = store.run_sizes(thread.id).await.unwrap();
+    let bytes: Vec<i64> = sizes.iter().map(|(_, bytes)| *bytes).collect();
     let early: i64 = bytes[10..20].iter().sum::<i64>() / 10;
     let late: i64 = bytes[190..200].iter().sum::<i64>() / 10;
     println!("bytes per turn: {early} over turns 11–20, {late} over turns 191–200");
@@ -532,4 +514,54 @@ async fn pruning_deletes_old_threads_but_the_latest_ones(pool: PgPool) {
     let later = chrono::Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(store.prune(later, 1).await.unwrap(), 2);
     assert_eq!(store.threads(10).await.unwrap().len(), 1);
+}
+
+/// The `sql` blocks of ARCHITECTURE.md, in order.
+fn documented_queries() -> Vec<String> {
+    let text = std::fs::read_to_string(crate::repo_root().join("ARCHITECTURE.md")).unwrap();
+    text.split("```sql\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().to_owned())
+        .collect()
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn the_documented_queries_read_the_log(pool: PgPool) {
+    let script = "classify: [database, chat, database]\nreply: [first, second, third]";
+    let engine = Engine::new(Arc::new(Scripted::parse(script).unwrap()));
+    let worker = Worker::new(engine, Store::new(pool.clone()), "test-worker");
+    let graph = graph("routes");
+    let one = worker.create_thread(&graph, json!({})).await.unwrap();
+    let two = worker.create_thread(&graph, json!({})).await.unwrap();
+    for thread in [one.id, one.id, two.id] {
+        let input = object(json!({ "question": "What did I spend?" }));
+        let ran = worker
+            .start(thread, input, State::new(), StartMode::Reject, &Events::none())
+            .await
+            .unwrap();
+        assert_eq!(outcome(ran).status, RunStatus::Succeeded);
+    }
+    let queries = documented_queries();
+    assert_eq!(
+        queries.len(),
+        2,
+        "ARCHITECTURE.md should show two example queries"
+    );
+
+    let routes: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(queries[0].clone()))
+        .bind(one.id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let routes: Vec<&str> = routes.iter().map(|(_, route)| route.as_str()).collect();
+    assert_eq!(routes, ["database", "chat"]);
+
+    let mut answers: Vec<(uuid::Uuid, String)> = sqlx::query_as(sqlx::AssertSqlSafe(queries[1].clone()))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    answers.sort();
+    let mut expected = vec![(one.id, "second".to_owned()), (two.id, "third".to_owned())];
+    expected.sort();
+    assert_eq!(answers, expected);
 }
