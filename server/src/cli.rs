@@ -1,6 +1,7 @@
 //! The subcommands, one module per group, and what they share: finding a graph's project,
 //! loading a graph with the configuration's model aliases, connecting to the database.
 
+pub(crate) mod bench;
 mod cases;
 mod durable;
 pub(crate) mod graph;
@@ -82,6 +83,7 @@ pub(crate) fn load_graph(path: &Path, config: Option<&Config>) -> anyhow::Result
 pub(crate) fn database(url: &str) -> anyhow::Result<sqlx::PgPool> {
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(8)
+        .test_before_acquire(false)
         .acquire_timeout(std::time::Duration::from_secs(5))
         .connect_lazy(url)
         .map_err(|err| anyhow::anyhow!("the database URL is not usable ({err}); check --db or DATABASE_URL"))

@@ -42,6 +42,9 @@ enum Command {
     Thread(cli::threads::ThreadCommand),
     /// Take over runs whose worker went away, and start queued runs.
     Worker(cli::worker::WorkerArgs),
+    /// Run a benchmark workload and print its figures as one JSON line.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
 }
 
 #[tokio::main]
@@ -54,6 +57,7 @@ async fn main() -> ExitCode {
         Command::Threads(command) => cli::threads::threads(command, &args.config).await,
         Command::Thread(command) => cli::threads::thread(command, &args.config).await,
         Command::Worker(worker) => cli::worker::run(worker, &args.config).await,
+        Command::Bench(command) => cli::bench::run(command).await,
     };
     match result {
         Ok(code) => code,

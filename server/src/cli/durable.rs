@@ -16,8 +16,11 @@ pub(crate) async fn store(url: Option<&str>, config: Option<&Config>) -> anyhow:
     let Some(url) = url else {
         anyhow::bail!("this command needs a database: set DATABASE_URL or pass --db");
     };
+    // No ping before each use: it would double the round trips of every step, and a dead
+    // connection fails the statement itself just as clearly.
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(5))
         .connect(url)
         .await
