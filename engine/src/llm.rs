@@ -61,6 +61,11 @@ pub struct LlmRequest {
     /// of the call keeps them as a reference, so it does not grow with the conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<History>,
+    /// Messages rendered from a template with no variables, by index and template name: the
+    /// same text at every call, so a record of the call names the template (kept in the
+    /// graph version) instead of repeating the text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixed: Vec<(usize, String)>,
 }
 
 /// A run of `messages` copied from a state field.
@@ -84,27 +89,27 @@ impl LlmRequest {
             .collect()
     }
 
-    /// The request as recorded: the history messages replaced by a reference to their field,
-    /// and the hash of the whole request, so a replay can tell it was sent unchanged.
+    /// The request as recorded with its call (whose node and model are kept beside it): the
+    /// history messages replaced by a reference to their field, fixed messages by their
+    /// template's name, and the output schema (the node's own, in the graph version) left
+    /// out; with the hash of the whole request, so a replay can tell it was sent unchanged.
     pub fn compact(&self) -> Value {
         let mut messages: Vec<Value> = Vec::new();
         for (index, message) in self.messages.iter().enumerate() {
-            match &self.history {
-                Some(history) if index == history.start => messages.push(serde_json::json!({
+            let fixed = self.fixed.iter().find(|(at, _)| *at == index);
+            match (&self.history, fixed) {
+                (Some(history), _) if index == history.start => messages.push(serde_json::json!({
                     "history": history.field,
                     "count": history.count,
                 })),
-                Some(history) if index > history.start && index < history.start + history.count => {}
+                (Some(history), _) if index > history.start && index < history.start + history.count => {}
+                (_, Some((_, template))) => {
+                    messages.push(serde_json::json!({ "role": message.role, "template": template }))
+                }
                 _ => messages.push(serde_json::to_value(message).unwrap_or(Value::Null)),
             }
         }
-        serde_json::json!({
-            "node": self.node,
-            "model": self.model,
-            "messages": messages,
-            "output_schema": self.output_schema,
-            "hash": self.hash(),
-        })
+        serde_json::json!({ "messages": messages, "hash": self.hash() })
     }
 }
 

@@ -288,7 +288,7 @@ impl<'a> Drive<'a> {
             }
             (None, None) => {}
         }
-        if outcome.end == StepEnd::Merged && !self.events.is_nested() {
+        if outcome.end == StepEnd::Merged && !self.events.is_nested() && self.events.is_on() {
             self.events.emit(Event::StepFinished {
                 step: outcome.step,
                 nodes: outcome.nodes,

@@ -47,6 +47,10 @@ pub enum StoreError {
         status: String,
         expected: &'static str,
     },
+    #[error(
+        "thread `{thread}` changed while a run was starting on it (another run, or a `thread migrate`); try again"
+    )]
+    Stale { thread: Uuid },
     #[error("the lease on run `{run}` was lost (fence {fence}): another worker holds it")]
     Fenced { run: Uuid, fence: i64 },
     #[error("stored data cannot be read: {0}")]

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::diagnostic::{Diagnostic, render};
 use crate::graph::{Graph, LoadOptions, load_source};
 use crate::run::{Answers, Checkpoint, Engine, Events, RunError, RunOutcome, State, prepare};
-use crate::store::{Lease, RunJournal, StartMode, Started, Store, StoreError, ThreadRow};
+use crate::store::{Head, Lease, RunJournal, StartMode, Started, Store, StoreError, ThreadRow};
 
 /// Why a durable run could not start or continue.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,14 @@ pub struct Worker {
     graphs: Mutex<HashMap<String, Arc<Graph>>>,
     /// Compact a thread's log after each run of it that succeeds.
     compact_finished: bool,
+    /// Threads whose last run succeeded here, with their graph version and state after it: the
+    /// next run on one starts without reading it back. Starting checks that the thread has no
+    /// newer entry and the same version, so a thread another worker ran since is read again.
+    heads: Mutex<HashMap<Uuid, (String, Head)>>,
 }
+
+/// Threads whose state a worker keeps, at most.
+const KEPT_HEADS: usize = 4096;
 
 impl Worker {
     pub fn new(engine: Engine, store: Store, id: impl Into<String>) -> Worker {
@@ -59,6 +66,7 @@ impl Worker {
             id: id.into(),
             graphs: Mutex::new(HashMap::new()),
             compact_finished: false,
+            heads: Mutex::new(HashMap::new()),
         }
     }
 
@@ -108,10 +116,37 @@ impl Worker {
         mode: StartMode,
         events: &Events,
     ) -> Result<Ran, WorkerError> {
+        let kept = self.heads.lock().expect("heads lock").remove(&thread);
+        if let Some((version, head)) = kept {
+            let graph = self.graph(&version).await?;
+            match self
+                .start_at(&graph, thread, head, &input, &context, mode, events)
+                .await
+            {
+                Err(WorkerError::Store(StoreError::Stale { .. })) => {}
+                ran => return ran,
+            }
+        }
         let stored = self.store.load(thread, None).await?;
         let graph = self.graph(&stored.version).await?;
         let head = stored.head(&graph)?;
-        let (checkpoint, writes) = prepare(&graph, head.state, input.clone(), context.clone())?;
+        self.start_at(&graph, thread, head, &input, &context, mode, events)
+            .await
+    }
+
+    /// Starts a run on a thread whose state is `head`.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_at(
+        &self,
+        graph: &Graph,
+        thread: Uuid,
+        head: Head,
+        input: &State,
+        context: &State,
+        mode: StartMode,
+        events: &Events,
+    ) -> Result<Ran, WorkerError> {
+        let (checkpoint, writes) = prepare(graph, head.state, input.clone(), context.clone())?;
         let run = Uuid::now_v7();
         let lease = Lease {
             run,
@@ -119,7 +154,7 @@ impl Worker {
             fence: 1,
             owner: self.id.clone(),
         };
-        let journal = RunJournal::new(self.store.clone(), &graph, lease, head.seq + 1, head.lengths);
+        let journal = RunJournal::new(self.store.clone(), graph, lease, head.seq + 1, head.lengths);
         let writes: Vec<_> = writes
             .into_iter()
             .map(|write| ("input".to_owned(), write))
@@ -127,12 +162,12 @@ impl Worker {
         let first = journal.row(0, Vec::new(), &writes, &checkpoint);
         match self
             .store
-            .start_run(&first, &input, &context, &self.id, mode)
+            .start_run(&first, &graph.version, input, context, &self.id, mode)
             .await?
         {
             Started::Queued(run) => Ok(Ran::Queued { run }),
             Started::Running(_) => {
-                self.drive(&graph, checkpoint, Answers::new(), &journal, events)
+                self.drive(graph, checkpoint, Answers::new(), &journal, events)
                     .await
             }
         }
@@ -239,8 +274,25 @@ impl Worker {
             outcome = run => outcome?,
             never = renew => match never {},
         };
-        if self.compact_finished && outcome.status == crate::run::RunStatus::Succeeded {
-            self.store.compact(lease.thread).await?;
+        if outcome.status == crate::run::RunStatus::Succeeded {
+            if self.compact_finished {
+                self.store.compact(lease.thread).await?;
+            }
+            let (seq, lengths) = journal.last();
+            let head = Head {
+                seq,
+                state: outcome.checkpoint.state.clone(),
+                position: Some(outcome.checkpoint.position()),
+                run: Some(lease.run),
+                lengths,
+            };
+            let mut heads = self.heads.lock().expect("heads lock");
+            if heads.len() >= KEPT_HEADS
+                && let Some(any) = heads.keys().next().copied()
+            {
+                heads.remove(&any);
+            }
+            heads.insert(lease.thread, (graph.version.clone(), head));
         }
         Ok(Ran::Ran {
             run: lease.run,

@@ -226,6 +226,7 @@ mod tests {
             messages: vec![Message::new(Role::User, "hi there")],
             output_schema: None,
             history: None,
+            fixed: Vec::new(),
         }
     }
 

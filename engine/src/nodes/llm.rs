@@ -213,7 +213,11 @@ impl LlmNode {
             scope = scope.with(name, &cx.eval(expression)?);
         }
         let mut messages = Vec::new();
+        let mut fixed = Vec::new();
         if let Some(system) = &self.prompt.system {
+            if cx.is_fixed(system) {
+                fixed.push((messages.len(), system.value.clone()));
+            }
             messages.push(Message::new(Role::System, cx.render(&scope, system)?));
         }
         let mut recorded_history = None;
@@ -227,6 +231,9 @@ impl LlmNode {
             messages.extend(earlier);
         }
         if let Some(user) = &self.prompt.user {
+            if cx.is_fixed(user) {
+                fixed.push((messages.len(), user.value.clone()));
+            }
             messages.push(Message::new(Role::User, cx.render(&scope, user)?));
         }
         Ok(LlmRequest {
@@ -235,6 +242,7 @@ impl LlmNode {
             messages,
             output_schema: cx.graph.compiled.node_schemas.get(cx.id).cloned(),
             history: recorded_history,
+            fixed,
         })
     }
 }

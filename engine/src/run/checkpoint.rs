@@ -34,7 +34,7 @@ pub struct Checkpoint {
     pub next: Vec<NodeId>,
     /// Sources of joining edges (by edge index) that finished while the join waits for others.
     pub joins: BTreeSet<(usize, NodeId)>,
-    /// How often each node has run.
+    /// How often each node with a `max_visits` has been started.
     pub visits: BTreeMap<NodeId, u32>,
     /// Nodes of `next` that finished, with their writes, while others wait for an answer.
     pub finished: BTreeMap<NodeId, Vec<Write>>,
@@ -50,6 +50,8 @@ pub struct Position {
     pub next: Vec<NodeId>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub joins: BTreeSet<(usize, NodeId)>,
+    /// How many times each node with a `max_visits` has been started.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub visits: BTreeMap<NodeId, u32>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub finished: BTreeMap<NodeId, Vec<Write>>,

@@ -126,6 +126,11 @@ impl Events {
         }
     }
 
+    /// Whether anyone listens: events that are costly to build are skipped otherwise.
+    pub(crate) fn is_on(&self) -> bool {
+        self.sender.is_some()
+    }
+
     pub(crate) fn is_nested(&self) -> bool {
         !self.prefix.is_empty()
     }

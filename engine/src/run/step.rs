@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use serde_json::Value;
 
-use super::checkpoint::{Checkpoint, Waiting, Write};
+use super::checkpoint::{Checkpoint, State, Waiting, Write};
 use super::event::Events;
 use super::journal::StepShared;
 use super::scope::Scope;
@@ -27,7 +27,8 @@ impl Engine {
     ) -> Result<StepOutcome, String> {
         let events = drive.events;
         let step = checkpoint.step + 1;
-        let scope = Scope::new(Arc::new(checkpoint.state.clone()), &checkpoint.context);
+        let lent = lend(&mut checkpoint.state);
+        let scope = Scope::new(lent.clone(), &checkpoint.context);
         let mut tasks = Vec::new();
         for id in &checkpoint.next {
             if checkpoint.finished.contains_key(id) {
@@ -54,8 +55,11 @@ impl Engine {
             };
             tasks.push(task::run_task(cx, &graph.nodes[id]));
         }
+        let results = join_all(tasks).await;
+        drop(scope);
+        take_back(&mut checkpoint.state, lent);
         let mut failures = Vec::new();
-        for (id, result) in join_all(tasks).await {
+        for (id, result) in results {
             checkpoint.waiting.remove(&id);
             match result {
                 Ok(writes) => {
@@ -155,32 +159,42 @@ fn route(
     sources: &[Endpoint],
     events: &Events,
 ) -> Result<(), String> {
-    let mut targets: BTreeSet<NodeId> = BTreeSet::new();
-    let scope = Scope::new(Arc::new(checkpoint.state.clone()), &checkpoint.context);
-    for (index, edge) in graph.edges.iter().enumerate() {
-        for source in sources.iter().filter(|source| edge.from.contains(source)) {
-            if edge.from.len() > 1 && !join_complete(checkpoint, index, edge, source) {
-                continue;
-            }
-            for target in next_of(graph, edge, &scope, events)? {
-                if let Endpoint::Node(id) = target {
-                    targets.insert(id.clone());
+    let lent = lend(&mut checkpoint.state);
+    let scope = Scope::new(lent.clone(), &checkpoint.context);
+    let mut targets = || -> Result<BTreeSet<NodeId>, String> {
+        let mut targets = BTreeSet::new();
+        for (index, edge) in graph.edges.iter().enumerate() {
+            for source in sources.iter().filter(|source| edge.from.contains(source)) {
+                if edge.from.len() > 1 && !join_complete(checkpoint, index, edge, source) {
+                    continue;
+                }
+                for target in next_of(graph, edge, &scope, events)? {
+                    if let Endpoint::Node(id) = target {
+                        targets.insert(id.clone());
+                    }
                 }
             }
         }
-    }
+        Ok(targets)
+    };
+    let targets = targets();
+    drop(scope);
+    take_back(&mut checkpoint.state, lent);
+    let targets = targets?;
     let next: Vec<NodeId> = graph
         .nodes
         .keys()
         .filter(|id| targets.contains(*id))
         .cloned()
         .collect();
+    // Only bounded nodes are counted: the count is in every checkpoint.
     for id in &next {
+        let Some(limit) = &graph.nodes[id].common.max_visits else {
+            continue;
+        };
         let visits = checkpoint.visits.entry(id.clone()).or_insert(0);
         *visits += 1;
-        if let Some(limit) = &graph.nodes[id].common.max_visits
-            && *visits > limit.value
-        {
+        if *visits > limit.value {
             let cycle = crate::graph::cycle_through(graph, id).unwrap_or_else(|| id.to_string());
             return Err(format!(
                 "node `{}` would run more than its `max_visits` ({}): the loop `{cycle}` did not end",
@@ -240,4 +254,14 @@ fn truthy(value: &Value) -> bool {
         Value::Array(items) => !items.is_empty(),
         Value::Object(map) => !map.is_empty(),
     }
+}
+
+/// The state, moved into an `Arc` for the scope of a step or a routing, instead of copied.
+fn lend(state: &mut State) -> Arc<State> {
+    Arc::new(std::mem::take(state))
+}
+
+/// The state back from [`lend`], copied only if something still holds it.
+fn take_back(state: &mut State, lent: Arc<State>) {
+    *state = Arc::try_unwrap(lent).unwrap_or_else(|shared| (*shared).clone());
 }

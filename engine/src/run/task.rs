@@ -86,6 +86,16 @@ impl RunCx<'_> {
     }
 
     /// Renders one of the graph's templates in the node's scope.
+    /// Whether a template is plain text, with no variable, tag or expression: it renders the
+    /// same every time.
+    pub(crate) fn is_fixed(&self, template: &str) -> bool {
+        self.graph
+            .compiled
+            .templates
+            .get_template(template)
+            .is_ok_and(|t| !t.source().contains("{{") && !t.source().contains("{%"))
+    }
+
     pub(crate) fn render(&self, scope: &Scope, template: &str) -> Result<String, NodeError> {
         scope
             .render(&self.graph.compiled.templates, template)

@@ -115,6 +115,13 @@ impl RunJournal {
         &self.lease
     }
 
+    /// The last entry this journal wrote (or the one before its first), and the lengths of
+    /// the `append` fields after it.
+    pub(crate) fn last(&self) -> (i64, BTreeMap<String, i64>) {
+        let lengths = self.lengths.lock().expect("lengths lock").clone();
+        (self.next_seq.load(Ordering::SeqCst) - 1, lengths)
+    }
+
     /// The log entry for a step (or a run's input, step 0).
     pub(crate) fn row(
         &self,

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::FromRow;
+use sqlx::Row;
 use uuid::Uuid;
 
 use super::journal::{StepRow, append_step};
@@ -110,9 +111,14 @@ impl Store {
 
     /// Starts a run on a thread, held by `owner`, with its input as log entry `first.seq`;
     /// or queues it, or refuses it when the thread has an open run.
+    ///
+    /// `first.seq` must follow the thread's last entry and `version` be the thread's graph
+    /// version: otherwise the thread changed since it was read, and nothing is written
+    /// ([`StoreError::Stale`]).
     pub(crate) async fn start_run(
         &self,
         first: &StepRow,
+        version: &str,
         input: &State,
         context: &State,
         owner: &str,
@@ -122,14 +128,18 @@ impl Store {
         let start = append_step(sqlx::query(START_RUN), first)
             .bind(Value::Object(context.clone()))
             .bind(owner)
-            .bind(self.lease.as_secs_f64());
-        match start.execute(&self.pool).await {
-            Ok(_) => Ok(Started::Running(Lease {
+            .bind(self.lease.as_secs_f64())
+            .bind(version);
+        let stale = StoreError::Stale { thread: first.thread };
+        match start.fetch_one(&self.pool).await {
+            Ok(row) if row.try_get::<i64, _>("appended")? == 1 => Ok(Started::Running(Lease {
                 run: first.run,
                 thread: first.thread,
                 fence: 1,
                 owner: owner.to_owned(),
             })),
+            Ok(_) => Err(stale),
+            Err(err) if is_unique_violation(&err, "steps_pkey") => Err(stale),
             Err(err) if is_unique_violation(&err, "runs_one_open_per_thread") => match mode {
                 StartMode::Reject => Err(self.conflict(first.thread).await),
                 StartMode::Enqueue => {
@@ -290,11 +300,15 @@ fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.constraint() == Some(constraint))
 }
 
-/// Inserts the run, running and held, then (in the same statement) its input step.
+/// Inserts the run, running and held, then (in the same statement) its input step — if the
+/// thread is still on version `$15` and has no entry at `$3` or after.
 /// `$12` context, `$13` owner, `$14` lease in seconds; `$1`…`$11` as in `append_step`.
 const START_RUN: &str = concat!(
     "WITH run AS (INSERT INTO runs (id, thread_id, status, input, context, lease_owner, lease_expires, fence) \
-         VALUES ($2, $1, 'running', '{}', $12, $13, now() + make_interval(secs => $14), 1) RETURNING id), \
-     touched AS (UPDATE threads SET updated_at = now() WHERE id = $1), ",
+         SELECT $2, $1, 'running', '{}', $12, $13, now() + make_interval(secs => $14), 1 \
+         WHERE EXISTS (SELECT 1 FROM threads WHERE id = $1 AND graph_version = $15) \
+           AND NOT EXISTS (SELECT 1 FROM steps WHERE thread_id = $1 AND seq >= $3) \
+         RETURNING id), \
+     touched AS (UPDATE threads SET updated_at = now() WHERE id = $1 AND EXISTS (SELECT 1 FROM run)), ",
     super::journal::append_step_sql!()
 );

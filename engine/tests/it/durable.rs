@@ -191,11 +191,15 @@ async fn every_model_call_is_recorded_with_its_step(pool: PgPool) {
             .await
             .unwrap();
     assert_eq!((seq, node.as_str(), response.as_str()), (2, "reply", "Hello!"));
+    // A plain-text template is recorded by name, the history by reference, the rest as sent.
     assert_eq!(
-        request["messages"][0],
-        json!({ "history": "messages", "count": 1 })
+        request["messages"],
+        json!([
+            { "role": "system", "template": "run/system.j2" },
+            { "history": "messages", "count": 1 },
+            { "role": "user", "content": "Reply to: Hi" },
+        ])
     );
-    assert_eq!(request["messages"][1]["content"], "Reply to: Hi");
     assert_eq!(request["hash"].as_str().map(str::len), Some(64));
 }
 
@@ -388,7 +392,7 @@ async fn a_thread_stays_on_its_graph_version_until_moved(pool: PgPool) {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-            request["messages"][1]["content"].as_str().unwrap().to_owned()
+            request["messages"][2]["content"].as_str().unwrap().to_owned()
         }
     };
     worker
@@ -564,4 +568,37 @@ async fn the_documented_queries_read_the_log(pool: PgPool) {
     let mut expected = vec![(one.id, "second".to_owned()), (two.id, "third".to_owned())];
     expected.sort();
     assert_eq!(answers, expected);
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_worker_reads_a_thread_again_when_another_worker_ran_it(pool: PgPool) {
+    // Worker `a` keeps the thread's state after its run; `b` runs the thread in between, so
+    // what `a` kept is stale and must not be used.
+    let store = Store::new(pool.clone());
+    let a = scripted_worker(&pool, store.clone(), "reply: [one, three]", "a");
+    let b = scripted_worker(&pool, store.clone(), "reply: [two]", "b");
+    let graph = graph("chat");
+    let thread = a.create_thread(&graph, json!({})).await.unwrap();
+    for (worker, question) in [(&a, "first"), (&b, "second"), (&a, "third")] {
+        let ran = worker
+            .start(
+                thread.id,
+                message(question),
+                State::new(),
+                StartMode::Reject,
+                &Events::none(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome(ran).status, RunStatus::Succeeded);
+    }
+    let head = store.head(&graph, thread.id, None).await.unwrap();
+    let contents: Vec<&str> = head.state["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["first", "one", "second", "two", "third", "three"]);
+    assert_eq!(head.state["turns"], json!(3));
 }

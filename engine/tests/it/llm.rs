@@ -44,6 +44,7 @@ fn request(output_schema: Option<Value>) -> LlmRequest {
         ],
         output_schema,
         history: None,
+        fixed: Vec::new(),
     }
 }
 

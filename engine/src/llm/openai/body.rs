@@ -92,6 +92,7 @@ mod tests {
             messages,
             output_schema: Some(json!({ "type": "object" })),
             history: None,
+            fixed: Vec::new(),
         }
     }
 
