@@ -165,7 +165,7 @@ impl Bench {
         let after = probes::db_snapshot(admin, TABLES).await?;
         let wal = probes::wal_bytes(admin, &before.lsn, &after.lsn).await?;
         let records = probes::wal_records(admin, &before.lsn, &after.lsn).await;
-        let payload = payload_bytes(admin).await?;
+        let (payload, calls_payload) = payload_bytes(admin).await?;
         let probe_after = probes::commit_probe(admin).await?;
 
         let mut latencies = std::mem::take(&mut *latencies.lock().await);
@@ -200,6 +200,8 @@ impl Bench {
             "db_rows_per_turn": total("rows") / n,
             "db_bytes_per_turn": total("bytes") / n,
             "db_payload_bytes_per_turn": payload as f64 / n,
+            // Of which the recorded model calls (prompts, replies, usage), kept for replay.
+            "llm_calls_payload_bytes_per_turn": calls_payload as f64 / n,
             "wal_bytes_per_turn": wal as f64 / n,
             "wal_commits_per_turn": per_turn(records.map(|r| r.commits as f64)),
             "wal_records_per_turn": per_turn(records.map(|r| r.records as f64)),
@@ -398,16 +400,20 @@ async fn truncate(admin: &mut sqlx::PgConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The bytes of every row in Finch's tables, as stored (`pg_column_size`).
-async fn payload_bytes(admin: &mut sqlx::PgConnection) -> anyhow::Result<i64> {
+/// The bytes of every row in Finch's tables, as stored (`pg_column_size`), and of the model
+/// calls recorded in them.
+async fn payload_bytes(admin: &mut sqlx::PgConnection) -> anyhow::Result<(i64, i64)> {
     let sums: Vec<String> = TABLES
         .iter()
         .map(|table| format!("(SELECT coalesce(sum(pg_column_size(t.*)), 0)::bigint FROM {table} t)"))
         .collect();
-    let bytes: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {}", sums.join(" + "))))
+    let query = format!(
+        "SELECT {}, (SELECT coalesce(sum(pg_column_size(calls)), 0)::bigint FROM steps)",
+        sums.join(" + ")
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(query))
         .fetch_one(admin)
-        .await?;
-    Ok(bytes)
+        .await?)
 }
 
 /// W1's model: answers every call at once, as the spec's fake LLMs do — the route, the
