@@ -16,6 +16,7 @@ pub mod graph;
 pub mod llm;
 pub mod nodes;
 pub mod registry;
+pub mod replay;
 pub mod run;
 pub mod source;
 pub mod state;

@@ -116,7 +116,13 @@ pub struct Engine {
     pub(crate) llm: Arc<dyn LlmClient>,
     pub(crate) db: Option<sqlx::PgPool>,
     pub(crate) clock: Clock,
+    /// In a replay, what the nodes that reach outside the graph (`sql`, the `now` tool) wrote
+    /// when the run was recorded, by step and node path: they are not run again.
+    pub(crate) recorded: Option<Arc<Recorded>>,
 }
+
+/// Recorded writes of a run, by step and node path.
+pub(crate) type Recorded = std::collections::BTreeMap<(u32, String), Vec<Write>>;
 
 impl Engine {
     pub fn new(llm: Arc<dyn LlmClient>) -> Engine {
@@ -124,7 +130,27 @@ impl Engine {
             llm,
             db: None,
             clock: Clock::System,
+            recorded: None,
         }
+    }
+
+    /// The recorded writes of a node that reaches outside the graph, in a replay.
+    pub(crate) fn recorded_writes(
+        &self,
+        step: u32,
+        path: &str,
+        node: &crate::nodes::Node,
+    ) -> Option<Vec<Write>> {
+        use crate::nodes::Node;
+        let recorded = self.recorded.as_ref()?;
+        let external = match node {
+            Node::Sql(_) => true,
+            Node::Tool(tool) => tool.tool.value == "now",
+            _ => false,
+        };
+        external
+            .then(|| recorded.get(&(step, path.to_owned())).cloned())
+            .flatten()
     }
 
     /// The database `sql` nodes use.

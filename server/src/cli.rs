@@ -3,8 +3,9 @@
 
 pub(crate) mod bench;
 mod cases;
-mod durable;
+pub(crate) mod durable;
 pub(crate) mod graph;
+pub(crate) mod replay;
 pub(crate) mod run;
 pub(crate) mod threads;
 mod watch;

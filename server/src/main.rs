@@ -47,6 +47,8 @@ enum Command {
     Thread(cli::threads::ThreadCommand),
     /// Take over runs whose worker went away, and start queued runs.
     Worker(cli::worker::WorkerArgs),
+    /// Replay recorded threads without calling anything, and check they come out the same.
+    Replay(cli::replay::ReplayArgs),
     /// Run a benchmark workload and print its figures as one JSON line.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -62,6 +64,7 @@ async fn main() -> ExitCode {
         Command::Threads(command) => cli::threads::threads(command, &args.config).await,
         Command::Thread(command) => cli::threads::thread(command, &args.config).await,
         Command::Worker(worker) => cli::worker::run(worker, &args.config).await,
+        Command::Replay(replay) => cli::replay::run(replay, &args.config).await,
         Command::Bench(command) => cli::bench::run(command).await,
     };
     match result {

@@ -1,5 +1,7 @@
 //! Reading a thread's log back, and retention: pruning old threads, compacting finished ones.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::FromRow;
@@ -16,6 +18,8 @@ pub struct StepEntry {
     pub nodes: Vec<String>,
     pub writes: Value,
     pub position: Value,
+    /// The step's model calls (`[{node, provider, model, request, response, …}]`), if any.
+    pub calls: Option<Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -23,13 +27,29 @@ impl Store {
     /// A thread's log, oldest first (entries dropped by compaction are gone).
     pub async fn history(&self, thread: Uuid) -> Result<Vec<StepEntry>, StoreError> {
         let entries = sqlx::query_as::<_, StepEntry>(
-            "SELECT seq, run_id, step, nodes, writes, position, created_at FROM steps \
+            "SELECT seq, run_id, step, nodes, writes, position, calls, created_at FROM steps \
              WHERE thread_id = $1 ORDER BY seq",
         )
         .bind(thread)
         .fetch_all(&self.pool)
         .await?;
         Ok(entries)
+    }
+
+    /// The items of a thread's `append` fields, by the log entry that appended them: for each
+    /// entry, `(field, item)` in the order they were appended.
+    pub async fn items(&self, thread: Uuid) -> Result<BTreeMap<i64, Vec<(String, Value)>>, StoreError> {
+        let rows: Vec<(i64, String, Value)> = sqlx::query_as(
+            "SELECT seq, field, value FROM items WHERE thread_id = $1 ORDER BY seq, field, idx",
+        )
+        .bind(thread)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items: BTreeMap<i64, Vec<(String, Value)>> = BTreeMap::new();
+        for (seq, field, value) in rows {
+            items.entry(seq).or_default().push((field, value));
+        }
+        Ok(items)
     }
 
     /// The bytes each run of a thread stored (its log entries, the items and snapshots they

@@ -9,6 +9,7 @@ mod durable;
 mod graph_schema;
 mod llm;
 mod registry;
+mod replay;
 mod resume;
 mod run;
 mod validation;

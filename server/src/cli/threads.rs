@@ -180,7 +180,10 @@ pub(crate) async fn thread(command: ThreadCommand, config: &Path) -> anyhow::Res
 }
 
 /// The graph version a thread is pinned to.
-async fn stored_graph(store: &engine::store::Store, thread: Uuid) -> anyhow::Result<engine::Graph> {
+pub(crate) async fn stored_graph(
+    store: &engine::store::Store,
+    thread: Uuid,
+) -> anyhow::Result<engine::Graph> {
     let row = store.thread(thread).await?;
     let files = std::sync::Arc::new(store.version_files(&row.graph_version).await?);
     engine::load_source(files.clone(), &files.graph, &Default::default()).map_err(|d| {

@@ -189,3 +189,32 @@ async fn a_run_killed_after_a_step_committed_is_finished_once() {
     assert_eq!(state, expected);
     assert_eq!(effects, ["a", "b"], "a side effect was lost or applied twice");
 }
+
+#[tokio::test]
+async fn a_finished_thread_replays_as_recorded_without_running_its_sql() {
+    let (db, pool) = fresh_database().await;
+    let url = db.clone();
+    let first = tokio::task::spawn_blocking(move || {
+        let (mut child, stdout) = start(&url);
+        let lines: Vec<String> = stdout.lines().map(Result::unwrap).collect();
+        assert!(child.wait().unwrap().success());
+        lines[0].clone()
+    })
+    .await
+    .unwrap();
+    let thread: Value = serde_json::from_str(&first).unwrap();
+    let thread = thread["thread"].as_str().unwrap().to_owned();
+    let output = finch(&db, &["replay", &thread, "--check"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        format!("thread {thread}: 1 run, 2 steps, as recorded")
+    );
+    // The `sql` writes were not run again.
+    assert_eq!(effects(&pool).await, ["a", "b"]);
+}

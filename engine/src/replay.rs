@@ -1,0 +1,397 @@
+//! Replaying a thread from its log without calling anything: each run again, from the state
+//! its first log entry recorded, with the recorded model replies and the recorded results of
+//! the nodes that reach outside the graph (`sql`, the `now` tool), every step compared with
+//! the one recorded. The first difference — log entry, node, field — is what a replay
+//! reports, so a replay is a regression check: does this engine, with this graph, still do
+//! what it did?
+//!
+//! Not yet replayed: a run resumed after an interrupt (the answers are not in the log), and
+//! `sql` nodes inside subgraphs and maps (only top-level writes are recorded).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::graph::Graph;
+use crate::llm::{LlmClient, LlmError, LlmErrorKind, LlmRequest, LlmResponse, TokenSink, Usage};
+use crate::run::{
+    Answers, Checkpoint, Clock, Engine, Events, Journal, Position, Recorded, RunStatus, State, StepRecord,
+    StepTransaction, Write,
+};
+use crate::store::{StepEntry, Store, StoreError};
+
+/// Where a replay first differed from the recording.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Divergence {
+    pub run: Uuid,
+    /// The log entry the replayed step should have matched.
+    pub seq: i64,
+    /// That entry's step in its run.
+    pub step: i32,
+    /// The node to blame, when there is one.
+    pub node: Option<String>,
+    /// The state field whose write differs, when one does.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Replayed {
+    /// Every step of every run came out as recorded.
+    Same {
+        runs: usize,
+        steps: usize,
+    },
+    Diverged(Divergence),
+}
+
+/// Why a thread could not be replayed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "thread `{thread}` was compacted: its log starts at entry {first}, and the runs before it cannot be replayed"
+    )]
+    Compacted { thread: Uuid, first: i64 },
+    #[error("run `{run}` cannot be replayed: {reason}")]
+    Unsupported { run: Uuid, reason: String },
+}
+
+/// Replays every run of `thread` with `graph` (its pinned version, or another one to see
+/// whether that one would have done the same).
+pub async fn check(store: &Store, graph: &Graph, thread: Uuid) -> Result<Replayed, ReplayError> {
+    let entries = store.history(thread).await?;
+    if let Some(first) = entries.first()
+        && first.seq != 1
+    {
+        return Err(ReplayError::Compacted {
+            thread,
+            first: first.seq,
+        });
+    }
+    let items = store.items(thread).await?;
+    let contexts: HashMap<Uuid, Value> = store
+        .runs(thread)
+        .await?
+        .into_iter()
+        .map(|run| (run.id, run.context))
+        .collect();
+    let (mut runs, mut steps) = (0, 0);
+    for run in split_by_run(&entries) {
+        let context = match contexts.get(&run[0].run_id) {
+            Some(Value::Object(context)) => context.clone(),
+            _ => State::new(),
+        };
+        if let Some(divergence) = replay_run(store, graph, thread, run, context, &items).await? {
+            return Ok(Replayed::Diverged(divergence));
+        }
+        runs += 1;
+        steps += run.len() - 1;
+    }
+    Ok(Replayed::Same { runs, steps })
+}
+
+/// The log entries of each run, in order.
+fn split_by_run(entries: &[StepEntry]) -> Vec<&[StepEntry]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for end in 1..=entries.len() {
+        if end == entries.len() || entries[end].run_id != entries[start].run_id {
+            runs.push(&entries[start..end]);
+            start = end;
+        }
+    }
+    runs
+}
+
+/// Replays one run from its input entry (step 0); `Some` at the first difference.
+async fn replay_run(
+    store: &Store,
+    graph: &Graph,
+    thread: Uuid,
+    run: &[StepEntry],
+    context: State,
+    items: &BTreeMap<i64, Vec<(String, Value)>>,
+) -> Result<Option<Divergence>, ReplayError> {
+    let (input, steps) = (&run[0], &run[1..]);
+    let unsupported = |reason: &str| ReplayError::Unsupported {
+        run: input.run_id,
+        reason: reason.to_owned(),
+    };
+    if input.step != 0 {
+        return Err(unsupported("its log does not start with its input"));
+    }
+    let head = store.head(graph, thread, Some(input.seq)).await?;
+    let position: Position = serde_json::from_value(input.position.clone())
+        .map_err(|err| unsupported(&format!("its input entry cannot be read: {err}")))?;
+    let checkpoint = Checkpoint::from_parts(head.state, context, position);
+
+    let mut recorded = Recorded::new();
+    for entry in steps {
+        for (node, write) in logged_writes(entry, items) {
+            recorded.entry((entry.step as u32, node)).or_default().push(write);
+        }
+    }
+    let models = Arc::new(RecordedModels::new(steps));
+    let engine = Engine {
+        llm: models.clone(),
+        db: None,
+        clock: Clock::System,
+        recorded: Some(Arc::new(recorded)),
+    };
+    let verifier = Verifier {
+        steps,
+        items,
+        next: Mutex::new(0),
+        divergence: Mutex::new(None),
+    };
+    let outcome = engine
+        .run_journaled(graph, checkpoint, Answers::new(), &Events::none(), &verifier)
+        .await
+        .map_err(|err| unsupported(&err.to_string()))?;
+    let next = *verifier.next.lock().expect("replay lock");
+    let at = |index: usize| steps.get(index).or(steps.last()).unwrap_or(input);
+    let divergence = |node: Option<String>, field: Option<String>, message: String| {
+        let entry = at(next);
+        Divergence {
+            run: input.run_id,
+            seq: entry.seq,
+            step: entry.step,
+            node,
+            field,
+            message,
+        }
+    };
+    if let Some((node, message)) = models.mismatch.lock().expect("replay lock").take() {
+        return Ok(Some(divergence(Some(node), None, message)));
+    }
+    if let Some(found) = verifier.divergence.lock().expect("replay lock").take() {
+        return Ok(Some(found));
+    }
+    match outcome.status {
+        RunStatus::Failed => Ok(Some(divergence(
+            None,
+            None,
+            format!("the replay failed: {}", outcome.error.unwrap_or_default()),
+        ))),
+        RunStatus::Interrupted if next < steps.len() => Err(unsupported(
+            "it was resumed after an interrupt, and the answers are not in the log",
+        )),
+        _ if next < steps.len() => Ok(Some(divergence(
+            None,
+            None,
+            format!(
+                "the replay ended after {next} steps; the recording has {}",
+                steps.len()
+            ),
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// A log entry's writes with their values: an `append` write's items are taken from
+/// `items`, in order.
+fn logged_writes(entry: &StepEntry, items: &BTreeMap<i64, Vec<(String, Value)>>) -> Vec<(String, Write)> {
+    let mut appended: HashMap<&str, VecDeque<&Value>> = HashMap::new();
+    for (field, value) in items.get(&entry.seq).into_iter().flatten() {
+        appended.entry(field.as_str()).or_default().push_back(value);
+    }
+    let mut writes = Vec::new();
+    for logged in entry.writes.as_array().into_iter().flatten() {
+        let node = logged["node"].as_str().unwrap_or_default().to_owned();
+        let field = logged["field"].as_str().unwrap_or_default();
+        let value = match logged.get("value") {
+            Some(value) => value.clone(),
+            None => {
+                let count = logged["appended"].as_u64().unwrap_or(0) as usize;
+                let queue = appended.entry(field).or_default();
+                let taken = (0..count).filter_map(|_| queue.pop_front().cloned());
+                Value::Array(taken.collect())
+            }
+        };
+        let field = field.to_owned();
+        writes.push((node, Write { field, value }));
+    }
+    writes
+}
+
+/// Compares each step the replay makes with the next one recorded.
+struct Verifier<'a> {
+    steps: &'a [StepEntry],
+    items: &'a BTreeMap<i64, Vec<(String, Value)>>,
+    next: Mutex<usize>,
+    divergence: Mutex<Option<Divergence>>,
+}
+
+impl Verifier<'_> {
+    /// The first difference between a replayed step and a recorded one.
+    fn compare(&self, entry: &StepEntry, record: &StepRecord<'_>) -> Option<Divergence> {
+        let differ = |node: Option<String>, field: Option<String>, message: String| Divergence {
+            run: entry.run_id,
+            seq: entry.seq,
+            step: entry.step,
+            node,
+            field,
+            message,
+        };
+        if record.nodes != entry.nodes {
+            return Some(differ(
+                None,
+                None,
+                format!("step ran {:?}; the recording ran {:?}", record.nodes, entry.nodes),
+            ));
+        }
+        let recorded = logged_writes(entry, self.items);
+        for index in 0..recorded.len().max(record.writes.len()) {
+            match (record.writes.get(index), recorded.get(index)) {
+                (Some((node, replayed)), Some((_, write))) if replayed == write => {}
+                (Some((node, replayed)), Some((_, write))) if replayed.field == write.field => {
+                    return Some(differ(
+                        Some(node.clone()),
+                        Some(write.field.clone()),
+                        format!("wrote {}; the recording has {}", replayed.value, write.value),
+                    ));
+                }
+                (Some((node, replayed)), _) => {
+                    return Some(differ(
+                        Some(node.clone()),
+                        Some(replayed.field.clone()),
+                        format!(
+                            "wrote `{}`, which the recording does not have here",
+                            replayed.field
+                        ),
+                    ));
+                }
+                (None, Some((node, write))) => {
+                    return Some(differ(
+                        Some(node.clone()),
+                        Some(write.field.clone()),
+                        "did not write it; the recording did".to_owned(),
+                    ));
+                }
+                (None, None) => {}
+            }
+        }
+        let position = serde_json::to_value(record.checkpoint.position()).unwrap_or(Value::Null);
+        if position != entry.position {
+            return Some(differ(
+                None,
+                None,
+                format!(
+                    "the run stands at {position}; the recording at {}",
+                    entry.position
+                ),
+            ));
+        }
+        None
+    }
+}
+
+impl Journal for Verifier<'_> {
+    fn commit<'a>(
+        &'a self,
+        _transaction: Option<StepTransaction>,
+        record: StepRecord<'a>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut next = self.next.lock().expect("replay lock");
+            let found = match self.steps.get(*next) {
+                Some(entry) => self.compare(entry, &record),
+                None => Some(Divergence {
+                    run: self.steps.last().map(|e| e.run_id).unwrap_or_default(),
+                    seq: self.steps.last().map_or(0, |e| e.seq),
+                    step: record.step as i32,
+                    node: None,
+                    field: None,
+                    message: format!("the replay went on to step {}; the recording ended", record.step),
+                }),
+            };
+            if let Some(found) = found {
+                *self.divergence.lock().expect("replay lock") = Some(found);
+                return Err("the replay differs from the recording".to_owned());
+            }
+            *next += 1;
+            Ok(())
+        })
+    }
+
+    fn fail<'a>(&'a self, _checkpoint: &'a Checkpoint, _error: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The recorded replies, by node path, in the order they were made; a request that is not the
+/// recorded one (by its hash) gets no reply.
+#[derive(Debug)]
+struct RecordedModels {
+    replies: Mutex<HashMap<String, VecDeque<Value>>>,
+    /// The first request that differed: its node, and how.
+    mismatch: Mutex<Option<(String, String)>>,
+}
+
+impl RecordedModels {
+    fn new(steps: &[StepEntry]) -> RecordedModels {
+        let mut replies: HashMap<String, VecDeque<Value>> = HashMap::new();
+        for call in steps.iter().flat_map(|entry| entry.calls.iter()) {
+            for call in call.as_array().into_iter().flatten() {
+                let node = call["node"].as_str().unwrap_or_default().to_owned();
+                replies.entry(node).or_default().push_back(call.clone());
+            }
+        }
+        RecordedModels {
+            replies: Mutex::new(replies),
+            mismatch: Mutex::new(None),
+        }
+    }
+
+    fn refuse(&self, request: &LlmRequest, message: String) -> LlmError {
+        let mut mismatch = self.mismatch.lock().expect("replay lock");
+        mismatch.get_or_insert_with(|| (request.node.clone(), message.clone()));
+        LlmError::new("recorded", &request.model, LlmErrorKind::Script(message))
+    }
+}
+
+impl LlmClient for RecordedModels {
+    fn complete<'a>(
+        &'a self,
+        request: &'a LlmRequest,
+        _tokens: Option<&'a TokenSink>,
+    ) -> BoxFuture<'a, Result<LlmResponse, LlmError>> {
+        Box::pin(async move {
+            let call = self
+                .replies
+                .lock()
+                .expect("replay lock")
+                .get_mut(&request.node)
+                .and_then(VecDeque::pop_front);
+            let Some(call) = call else {
+                return Err(self.refuse(request, "the recording has no model call here".to_owned()));
+            };
+            let recorded = call["request"]["hash"].as_str().unwrap_or_default();
+            if request.hash() != recorded {
+                let message = format!(
+                    "its request to the model differs from the recorded one (a template, the state or the graph changed); recorded {}",
+                    json!(call["request"]["messages"])
+                );
+                return Err(self.refuse(request, message));
+            }
+            Ok(LlmResponse {
+                text: call["response"].as_str().unwrap_or_default().to_owned(),
+                usage: Usage {
+                    prompt_tokens: call["prompt_tokens"].as_u64().unwrap_or(0),
+                    completion_tokens: call["completion_tokens"].as_u64().unwrap_or(0),
+                },
+                latency_ms: call["latency_ms"].as_u64().unwrap_or(0),
+                provider: call["provider"].as_str().unwrap_or("recorded").to_owned(),
+                model: call["model"].as_str().unwrap_or_default().to_owned(),
+                attempts: 1,
+            })
+        })
+    }
+}

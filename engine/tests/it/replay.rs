@@ -1,0 +1,169 @@
+//! Replays of recorded threads: no model, no database for the graph's `sql` nodes, and every
+//! step compared with the log.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use engine::llm::scripted::Scripted;
+use engine::replay::{self, Replayed};
+use engine::run::{Engine, Events, RunStatus, State};
+use engine::store::{StartMode, Store};
+use engine::worker::{Ran, Worker};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::durable::{graph, object};
+use crate::fixture_options;
+
+/// Runs `inputs` on a new thread of `graph`, one run each, with a scripted model.
+async fn record(
+    pool: &PgPool,
+    graph: &engine::Graph,
+    script: &str,
+    inputs: &[serde_json::Value],
+) -> uuid::Uuid {
+    let engine = Engine::new(Arc::new(Scripted::parse(script).unwrap())).with_database(pool.clone());
+    let worker = Worker::new(engine, Store::new(pool.clone()), "recorder");
+    let thread = worker.create_thread(graph, json!({})).await.unwrap();
+    for input in inputs {
+        let ran = worker
+            .start(
+                thread.id,
+                object(input.clone()),
+                State::new(),
+                StartMode::Reject,
+                &Events::none(),
+            )
+            .await
+            .unwrap();
+        let Ran::Ran { outcome, .. } = ran else {
+            panic!("queued")
+        };
+        assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    }
+    thread.id
+}
+
+fn message(text: &str) -> serde_json::Value {
+    json!({ "messages": [{ "role": "user", "content": text }] })
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_recorded_conversation_replays_exactly_without_any_model(pool: PgPool) {
+    let chat = graph("chat");
+    let inputs = [message("Hi"), message("What did I spend?"), message("Thanks")];
+    let thread = record(
+        &pool,
+        &chat,
+        "reply: [Hello!, About 40, You are welcome]",
+        &inputs,
+    )
+    .await;
+    // The replay has only the recorded replies: any other call to a model would fail it.
+    let replayed = replay::check(&Store::new(pool.clone()), &chat, thread)
+        .await
+        .unwrap();
+    assert_eq!(replayed, Replayed::Same { runs: 3, steps: 6 });
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn sql_results_come_from_the_recording(pool: PgPool) {
+    sqlx::query("CREATE TABLE notes (id serial PRIMARY KEY, text text NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let save = graph("save");
+    let inputs = [json!({ "note": "rent" }), json!({ "note": "food" })];
+    let thread = record(&pool, &save, "think: [Fine, Also fine]", &inputs).await;
+    let replayed = replay::check(&Store::new(pool.clone()), &save, thread)
+        .await
+        .unwrap();
+    assert_eq!(replayed, Replayed::Same { runs: 2, steps: 2 });
+    // Nothing was written again: the replay's engine has no database at all.
+    let notes: i64 = sqlx::query_scalar("SELECT count(*) FROM notes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(notes, 2);
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn routes_and_loops_replay_step_by_step(pool: PgPool) {
+    let path = Path::new("tests/it/data/run/loop.yaml");
+    let looped = engine::load_with(&crate::fixtures(), path, &fixture_options()).unwrap();
+    let thread = record(&pool, &looped, "", &[json!({ "limit": 3 })]).await;
+    let replayed = replay::check(&Store::new(pool.clone()), &looped, thread)
+        .await
+        .unwrap();
+    assert_eq!(replayed, Replayed::Same { runs: 1, steps: 6 });
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_changed_template_is_found_and_its_node_named(pool: PgPool) {
+    let chat = graph("chat");
+    let thread = record(
+        &pool,
+        &chat,
+        "reply: [Hello!, Again]",
+        &[message("Hi"), message("Hello?")],
+    )
+    .await;
+    // The same graph with its reply template changed.
+    let dir = std::env::temp_dir().join(format!("finch-replay-{}", uuid::Uuid::new_v4()));
+    crate::versions::copy_dir(Path::new("tests/it/data"), &dir);
+    std::fs::write(
+        dir.join("prompts/run/reply.j2"),
+        "Answer to: {{ (messages | last).content }}\n",
+    )
+    .unwrap();
+    let changed = engine::load_with(
+        &engine::Project::at(&dir),
+        &dir.join("durable/chat.yaml"),
+        &fixture_options(),
+    )
+    .unwrap();
+    let replayed = replay::check(&Store::new(pool.clone()), &changed, thread)
+        .await
+        .unwrap();
+    let Replayed::Diverged(divergence) = replayed else {
+        panic!("the change went unnoticed: {replayed:?}");
+    };
+    assert_eq!(divergence.node.as_deref(), Some("reply"));
+    assert_eq!((divergence.seq, divergence.step), (2, 1));
+    assert!(
+        divergence.message.contains("differs from the recorded one"),
+        "{}",
+        divergence.message
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_changed_expression_is_found_at_its_field(pool: PgPool) {
+    let looped_path = Path::new("tests/it/data/run/loop.yaml");
+    let looped = engine::load_with(&crate::fixtures(), looped_path, &fixture_options()).unwrap();
+    let thread = record(&pool, &looped, "", &[json!({ "limit": 2 })]).await;
+    let dir = std::env::temp_dir().join(format!("finch-replay-{}", uuid::Uuid::new_v4()));
+    crate::versions::copy_dir(Path::new("tests/it/data"), &dir);
+    let text = std::fs::read_to_string(dir.join("run/loop.yaml")).unwrap();
+    std::fs::write(
+        dir.join("run/loop.yaml"),
+        text.replace("args: { count: \"1\" }", "args: { count: \"2\" }"),
+    )
+    .unwrap();
+    let changed = engine::load_with(
+        &engine::Project::at(&dir),
+        &dir.join("run/loop.yaml"),
+        &fixture_options(),
+    )
+    .unwrap();
+    let replayed = replay::check(&Store::new(pool.clone()), &changed, thread)
+        .await
+        .unwrap();
+    let Replayed::Diverged(divergence) = replayed else {
+        panic!("the change went unnoticed: {replayed:?}");
+    };
+    assert_eq!(divergence.node.as_deref(), Some("bump"));
+    assert_eq!(divergence.field.as_deref(), Some("count"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,80 @@
+//! `finch replay`: replays recorded threads without calling any model or running any `sql`,
+//! and says whether each comes out as recorded — a regression check for the engine and for
+//! graph changes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use engine::replay::{self, Replayed};
+use uuid::Uuid;
+
+use crate::cli::durable::store;
+use crate::cli::threads::stored_graph;
+use crate::config::Config;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The threads to replay.
+    #[arg(required = true)]
+    threads: Vec<Uuid>,
+    /// Compare every step with the recording, and exit 1 if a thread differs.
+    #[arg(long)]
+    check: bool,
+    /// Replay with this graph file rather than each thread's pinned version: would the
+    /// current files have done the same?
+    #[arg(long)]
+    graph: Option<PathBuf>,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    db: Option<String>,
+}
+
+pub(crate) async fn run(args: ReplayArgs, config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    if !args.check {
+        anyhow::bail!(
+            "only `finch replay --check` is available so far: replays into a new thread come with forks"
+        );
+    }
+    let config = Config::read(config)?;
+    let store = store(args.db.as_deref(), config.as_ref()).await?;
+    let current = match &args.graph {
+        Some(path) => Some(crate::cli::load_graph(path, config.as_ref())?),
+        None => None,
+    };
+    let mut same = true;
+    for thread in args.threads {
+        let graph = match &current {
+            Some(graph) => graph.clone(),
+            None => stored_graph(&store, thread).await?,
+        };
+        match replay::check(&store, &graph, thread).await? {
+            Replayed::Same { runs, steps } => {
+                let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                println!(
+                    "thread {thread}: {}, {}, as recorded",
+                    plural(runs, "run"),
+                    plural(steps, "step")
+                );
+            }
+            Replayed::Diverged(divergence) => {
+                same = false;
+                let node = divergence
+                    .node
+                    .map(|node| format!(", node `{node}`"))
+                    .unwrap_or_default();
+                let field = divergence
+                    .field
+                    .map(|field| format!(", field `{field}`"))
+                    .unwrap_or_default();
+                println!(
+                    "thread {thread}: differs at entry {} (step {} of run {}){node}{field}: {}",
+                    divergence.seq, divergence.step, divergence.run, divergence.message
+                );
+            }
+        }
+    }
+    Ok(if same {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
