@@ -5,8 +5,8 @@
 //! reports, so a replay is a regression check: does this engine, with this graph, still do
 //! what it did?
 //!
-//! Not yet replayed: a run resumed after an interrupt (the answers are not in the log), and
-//! `sql` nodes inside subgraphs and maps (only top-level writes are recorded).
+//! A run that paused at an interrupt is resumed with the answers its log kept. Not yet
+//! replayed: `sql` nodes inside subgraphs and maps (only top-level writes are recorded).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -151,10 +151,23 @@ async fn replay_run(
         next: Mutex::new(0),
         divergence: Mutex::new(None),
     };
-    let outcome = engine
-        .run_journaled(graph, checkpoint, Answers::new(), &Events::none(), &verifier)
-        .await
-        .map_err(|err| unsupported(&err.to_string()))?;
+    let (mut checkpoint, mut answers) = (checkpoint, Answers::new());
+    let outcome = loop {
+        let outcome = engine
+            .run_journaled(graph, checkpoint, answers, &Events::none(), &verifier)
+            .await
+            .map_err(|err| unsupported(&err.to_string()))?;
+        let next = *verifier.next.lock().expect("replay lock");
+        let resumed = steps.get(next).and_then(|entry| entry.answers.as_ref());
+        match (outcome.status, resumed) {
+            // The recording went on after the pause: resume with the answers it was given.
+            (RunStatus::Interrupted, Some(Value::Object(given))) => {
+                answers = given.clone().into_iter().collect();
+                checkpoint = outcome.checkpoint;
+            }
+            _ => break outcome,
+        }
+    };
     let next = *verifier.next.lock().expect("replay lock");
     let at = |index: usize| steps.get(index).or(steps.last()).unwrap_or(input);
     let divergence = |node: Option<String>, field: Option<String>, message: String| {
@@ -181,7 +194,7 @@ async fn replay_run(
             format!("the replay failed: {}", outcome.error.unwrap_or_default()),
         ))),
         RunStatus::Interrupted if next < steps.len() => Err(unsupported(
-            "it was resumed after an interrupt, and the answers are not in the log",
+            "it was resumed after an interrupt before answers were kept in the log",
         )),
         _ if next < steps.len() => Ok(Some(divergence(
             None,

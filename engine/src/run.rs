@@ -247,10 +247,11 @@ impl Engine {
                     return drive.fail(graph, checkpoint, error).await;
                 }
                 let shared = drive.parent.clone().unwrap_or_default();
+                let given = (!answers.is_empty()).then(|| answers.clone());
                 let outcome = self
                     .step(graph, &mut checkpoint, &mut answers, &drive, &shared)
                     .await;
-                match drive.record(&checkpoint, outcome, shared).await {
+                match drive.record(&checkpoint, outcome, shared, given).await {
                     Ok(StepEnd::Merged) => {}
                     Ok(StepEnd::Waiting) => return finish(graph, checkpoint, Ok(()), drive.events),
                     Err(error) => return drive.fail(graph, checkpoint, error).await,
@@ -284,6 +285,7 @@ impl<'a> Drive<'a> {
         checkpoint: &Checkpoint,
         outcome: Result<StepOutcome, String>,
         shared: Arc<StepShared>,
+        answers: Option<Answers>,
     ) -> Result<StepEnd, String> {
         let outcome = outcome?;
         if self.parent.is_some() {
@@ -303,6 +305,7 @@ impl<'a> Drive<'a> {
             checkpoint,
             calls,
             end,
+            answers,
         };
         match (self.journal, transaction) {
             (Some(journal), transaction) => journal.commit(transaction, record).await?,

@@ -13,6 +13,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::RunStatus;
 use super::checkpoint::{Checkpoint, Write};
+use super::task::Answers;
 use crate::llm::LlmCall;
 
 /// An open transaction of a step.
@@ -34,6 +35,8 @@ pub struct StepRecord<'a> {
     pub calls: Vec<(String, LlmCall)>,
     /// How the run ends with this step: `None` while it goes on.
     pub end: Option<RunStatus>,
+    /// The answers to interrupts the run was resumed with, when this step took them.
+    pub answers: Option<Answers>,
 }
 
 /// Records steps durably.

@@ -20,6 +20,8 @@ pub struct StepEntry {
     pub position: Value,
     /// The step's model calls (`[{node, provider, model, request, response, …}]`), if any.
     pub calls: Option<Value>,
+    /// The answers the run was resumed with, on the step that took them.
+    pub answers: Option<Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -27,7 +29,7 @@ impl Store {
     /// A thread's log, oldest first (entries dropped by compaction are gone).
     pub async fn history(&self, thread: Uuid) -> Result<Vec<StepEntry>, StoreError> {
         let entries = sqlx::query_as::<_, StepEntry>(
-            "SELECT seq, run_id, step, nodes, writes, position, calls, created_at FROM steps \
+            "SELECT seq, run_id, step, nodes, writes, position, calls, answers, created_at FROM steps \
              WHERE thread_id = $1 ORDER BY seq",
         )
         .bind(thread)

@@ -34,16 +34,18 @@ pub(crate) struct StepRow {
     pub(crate) snapshot: Option<(Value, Value)>,
     /// `[{node, provider, model, request, response, …}]`, or `None` when the step made no call.
     pub(crate) calls: Option<Value>,
+    /// The answers the run was resumed with, for the step that took them.
+    pub(crate) answers: Option<Value>,
 }
 
 /// The statement's tail, shared by every way of appending a step. It follows a `run` CTE
 /// that yields the run's id only when the writer may write; otherwise nothing is inserted.
-/// Parameters `$1`…`$11` are those of [`append_step`]. A macro, so `concat!` can use it.
+/// Parameters `$1`…`$12` are those of [`append_step`]. A macro, so `concat!` can use it.
 macro_rules! append_step_sql {
     () => {
         "\
-    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls) \
-        SELECT $1, $3, run.id, $4, $5, $6, $7, $11 FROM run RETURNING seq), \
+    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls, answers) \
+        SELECT $1, $3, run.id, $4, $5, $6, $7, $11, $12 FROM run RETURNING seq), \
     items AS (INSERT INTO items (thread_id, field, idx, seq, value) \
         SELECT $1, i.field, i.idx, $3, i.value \
         FROM step, jsonb_to_recordset($8) AS i(field text, idx integer, value jsonb)), \
@@ -54,7 +56,7 @@ macro_rules! append_step_sql {
 }
 pub(crate) use append_step_sql;
 
-/// Binds `$1`…`$11` of [`APPEND_STEP`].
+/// Binds `$1`…`$12` of [`append_step_sql`].
 pub(crate) fn append_step<'q>(
     query: Query<'q, Postgres, PgArguments>,
     row: &StepRow,
@@ -72,6 +74,7 @@ pub(crate) fn append_step<'q>(
         .bind(state)
         .bind(lengths)
         .bind(row.calls.clone())
+        .bind(row.answers.clone())
 }
 
 /// Records one run's steps in its thread's log, under the run's lease.
@@ -171,6 +174,7 @@ impl RunJournal {
             items: Value::Array(items),
             snapshot,
             calls: None,
+            answers: None,
         }
     }
 
@@ -239,6 +243,7 @@ impl Journal for RunJournal {
         Box::pin(async move {
             let mut row = self.row(record.step, record.nodes, &record.writes, record.checkpoint);
             row.calls = calls_json(&record.calls);
+            row.answers = record.answers.map(|answers| json!(answers));
             self.append(transaction, row, record.end)
                 .await
                 .map_err(|err| format!("cannot record the step: {err}"))

@@ -167,3 +167,36 @@ async fn a_changed_expression_is_found_at_its_field(pool: PgPool) {
     assert_eq!(divergence.field.as_deref(), Some("count"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_subgraph_that_paused_and_a_map_replay_with_the_recorded_answers(pool: PgPool) {
+    let path = Path::new("tests/it/data/run/nested.yaml");
+    let nested = engine::load_with(&crate::fixtures(), path, &fixture_options()).unwrap();
+    let script = "\"explain_all[0]\": [The moon pulls the sea.]\n\
+                  \"explain_all[1]\": [{ text: The moon hides the sun., delay_ms: 20 }]\n\
+                  \"explain_all[2]\": [The earth is tilted.]";
+    let engine = Engine::new(Arc::new(Scripted::parse(script).unwrap()));
+    let store = Store::new(pool.clone());
+    let worker = Worker::new(engine, store.clone(), "recorder");
+    let thread = worker.create_thread(&nested, json!({})).await.unwrap();
+    let input = object(json!({ "topics": ["tides", "eclipses", "seasons"] }));
+    let ran = worker
+        .start(thread.id, input, State::new(), StartMode::Reject, &Events::none())
+        .await
+        .unwrap();
+    let Ran::Ran { run, outcome } = ran else {
+        panic!("queued")
+    };
+    assert_eq!(outcome.status, RunStatus::Interrupted);
+    let answers = [("ask/confirm".to_owned(), json!({ "confirmed": true }))]
+        .into_iter()
+        .collect();
+    let Ran::Ran { outcome, .. } = worker.resume(run, answers, &Events::none()).await.unwrap() else {
+        panic!("queued")
+    };
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+
+    // No model, no answers from anyone: the recording has both.
+    let replayed = replay::check(&store, &nested, thread.id).await.unwrap();
+    assert_eq!(replayed, Replayed::Same { runs: 1, steps: 3 });
+}
