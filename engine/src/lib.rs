@@ -12,6 +12,7 @@
 
 pub mod cases;
 pub mod diagnostic;
+pub mod diff;
 pub mod graph;
 pub mod llm;
 pub mod nodes;

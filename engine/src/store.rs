@@ -6,6 +6,7 @@
 //! run's fence, so a worker that lost its lease cannot write. The state is read back from the
 //! latest snapshot, the steps after it, and the items of `append` fields (see the migration).
 
+mod fork;
 mod group;
 mod history;
 mod journal;
@@ -19,6 +20,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use uuid::Uuid;
 
+pub use fork::Edit;
 pub use history::StepEntry;
 pub use journal::RunJournal;
 pub use load::{Head, Stored};
@@ -53,6 +55,8 @@ pub enum StoreError {
     Stale { thread: Uuid },
     #[error("the lease on run `{run}` was lost (fence {fence}): another worker holds it")]
     Fenced { run: Uuid, fence: i64 },
+    #[error("edit `{path}`: {problem}")]
+    Edit { path: String, problem: String },
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
     #[error(transparent)]

@@ -47,6 +47,8 @@ enum Command {
     Thread(cli::threads::ThreadCommand),
     /// Take over runs whose worker went away, and start queued runs.
     Worker(cli::worker::WorkerArgs),
+    /// What differs between two thread states, field by field, and which node wrote it.
+    Diff(cli::diff::DiffArgs),
     /// Replay recorded threads without calling anything, and check they come out the same.
     Replay(cli::replay::ReplayArgs),
     /// Run a benchmark workload and print its figures as one JSON line.
@@ -65,6 +67,7 @@ async fn main() -> ExitCode {
         Command::Thread(command) => cli::threads::thread(command, &args.config).await,
         Command::Worker(worker) => cli::worker::run(worker, &args.config).await,
         Command::Replay(replay) => cli::replay::run(replay, &args.config).await,
+        Command::Diff(diff) => cli::diff::run(diff, &args.config).await,
         Command::Bench(command) => cli::bench::run(command).await,
     };
     match result {

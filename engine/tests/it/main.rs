@@ -6,6 +6,7 @@
 
 mod draw;
 mod durable;
+mod fork;
 mod graph_schema;
 mod llm;
 mod registry;

@@ -50,6 +50,18 @@ pub(crate) enum ThreadCommand {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         db: Option<String>,
     },
+    /// A new thread from this one's state after log entry `--at` (the latest by default), with
+    /// edits; it runs the same graph version, and the original is not touched.
+    Fork {
+        id: Uuid,
+        #[arg(long)]
+        at: Option<i64>,
+        /// `PATH=JSON`: a field, or a path inside one (`rows.0.total`), and its new value.
+        #[arg(long = "set", value_name = "PATH=JSON")]
+        edits: Vec<String>,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        db: Option<String>,
+    },
     /// Move a thread to the current version of its graph (from `graphs/`, or `--graph PATH`).
     Migrate {
         id: Uuid,
@@ -156,6 +168,16 @@ pub(crate) async fn thread(command: ThreadCommand, config: &Path) -> anyhow::Res
                 );
             }
         }
+        ThreadCommand::Fork { id, at, edits, db } => {
+            let edits = edits
+                .iter()
+                .map(|edit| parse_edit(edit))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let store = store(db.as_deref(), config.as_ref()).await?;
+            let graph = stored_graph(&store, id).await?;
+            let fork = store.fork(&graph, id, at, &edits).await?;
+            println!("{}", fork.id);
+        }
         ThreadCommand::Migrate { id, graph, db } => {
             let store = store(db.as_deref(), config.as_ref()).await?;
             let thread = store.thread(id).await?;
@@ -191,6 +213,18 @@ pub(crate) async fn stored_graph(
             "the stored graph no longer loads:\n{}",
             engine::diagnostic::render(&d)
         )
+    })
+}
+
+/// `PATH=JSON` as an edit; a value that is not JSON is taken as text.
+fn parse_edit(text: &str) -> anyhow::Result<engine::store::Edit> {
+    let Some((path, value)) = text.split_once('=') else {
+        bail!("`{text}` is not an edit: write `PATH=JSON`, like `last=\"hi\"` or `rows.0.total=\"12.50\"`");
+    };
+    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+    Ok(engine::store::Edit {
+        path: path.trim().to_owned(),
+        value,
     })
 }
 

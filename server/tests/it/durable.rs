@@ -218,3 +218,39 @@ async fn a_finished_thread_replays_as_recorded_without_running_its_sql() {
     // The `sql` writes were not run again.
     assert_eq!(effects(&pool).await, ["a", "b"]);
 }
+
+#[tokio::test]
+async fn a_thread_forked_with_an_edit_differs_from_it_by_that_edit() {
+    let (db, _pool) = fresh_database().await;
+    let url = db.clone();
+    let first = tokio::task::spawn_blocking(move || {
+        let (mut child, stdout) = start(&url);
+        let lines: Vec<String> = stdout.lines().map(Result::unwrap).collect();
+        assert!(child.wait().unwrap().success());
+        lines[0].clone()
+    })
+    .await
+    .unwrap();
+    let thread: Value = serde_json::from_str(&first).unwrap();
+    let thread = thread["thread"].as_str().unwrap().to_owned();
+
+    let fork = finch(&db, &["thread", "fork", &thread, "--set", r#"note="snow""#])
+        .output()
+        .unwrap();
+    assert!(fork.status.success(), "{}", String::from_utf8_lossy(&fork.stderr));
+    let fork = String::from_utf8(fork.stdout).unwrap().trim().to_owned();
+
+    let diff = finch(&db, &["diff", &thread, &fork]).output().unwrap();
+    assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&diff.stdout),
+        "note (written by `fork`, entry 1, step 0)\n  replace note \"snow\"\n"
+    );
+
+    let refused = finch(&db, &["thread", "fork", &thread, "--set", "saved=lots"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("edit `saved`") && stderr.contains("schema"), "{stderr}");
+}
