@@ -63,9 +63,9 @@ pub enum ReplayError {
     Unsupported { run: Uuid, reason: String },
 }
 
-/// Replays every run of `thread` with `graph` (its pinned version, or another one to see
-/// whether that one would have done the same).
-pub async fn check(store: &Store, graph: &Graph, thread: Uuid) -> Result<Replayed, ReplayError> {
+/// Replays every run of `thread`, each with the graph version it ran — or, with `graph`, with
+/// that graph instead, to see whether it would have done the same.
+pub async fn check(store: &Store, thread: Uuid, graph: Option<&Graph>) -> Result<Replayed, ReplayError> {
     let entries = store.history(thread).await?;
     if let Some(first) = entries.first()
         && first.seq != 1
@@ -76,25 +76,63 @@ pub async fn check(store: &Store, graph: &Graph, thread: Uuid) -> Result<Replaye
         });
     }
     let items = store.items(thread).await?;
-    let contexts: HashMap<Uuid, Value> = store
+    let current = store.thread(thread).await?.graph_version;
+    let runs: HashMap<Uuid, (Value, String)> = store
         .runs(thread)
         .await?
         .into_iter()
-        .map(|run| (run.id, run.context))
+        .map(|run| {
+            (
+                run.id,
+                (run.context, run.graph_version.unwrap_or_else(|| current.clone())),
+            )
+        })
         .collect();
-    let (mut runs, mut steps) = (0, 0);
+    let mut versions: HashMap<String, Arc<Graph>> = HashMap::new();
+    let (mut replayed, mut steps) = (0, 0);
     for run in split_by_run(&entries) {
-        let context = match contexts.get(&run[0].run_id) {
-            Some(Value::Object(context)) => context.clone(),
+        let (context, version) = runs
+            .get(&run[0].run_id)
+            .cloned()
+            .unwrap_or((Value::Null, current.clone()));
+        let context = match context {
+            Value::Object(context) => context,
             _ => State::new(),
+        };
+        let graph = match graph {
+            Some(graph) => graph,
+            None => {
+                if !versions.contains_key(&version) {
+                    let loaded = version_graph(store, &version, run[0].run_id).await?;
+                    versions.insert(version.clone(), Arc::new(loaded));
+                }
+                &versions[&version]
+            }
         };
         if let Some(divergence) = replay_run(store, graph, thread, run, context, &items).await? {
             return Ok(Replayed::Diverged(divergence));
         }
-        runs += 1;
+        replayed += 1;
         steps += run.len() - 1;
     }
-    Ok(Replayed::Same { runs, steps })
+    Ok(Replayed::Same {
+        runs: replayed,
+        steps,
+    })
+}
+
+/// A stored graph version, loaded.
+async fn version_graph(store: &Store, version: &str, run: Uuid) -> Result<Graph, ReplayError> {
+    let files = Arc::new(store.version_files(version).await?);
+    crate::graph::load_source(files.clone(), &files.graph, &Default::default()).map_err(|diagnostics| {
+        ReplayError::Unsupported {
+            run,
+            reason: format!(
+                "its graph version `{version}` no longer loads:\n{}",
+                crate::diagnostic::render(&diagnostics)
+            ),
+        }
+    })
 }
 
 /// The log entries of each run, in order.

@@ -53,7 +53,8 @@ impl Store {
             }
         }
         sqlx::query(
-            "WITH run AS (INSERT INTO runs (id, thread_id, status) VALUES ($2, $1, 'succeeded') RETURNING id), \
+            "WITH run AS (INSERT INTO runs (id, thread_id, status, graph_version) VALUES ($2, $1, 'succeeded', $7) \
+                 RETURNING id), \
              step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position) \
                  SELECT $1, 1, id, 0, '{}', $3, '{\"next\": [], \"step\": 0}' FROM run), \
              items AS (INSERT INTO items (thread_id, field, idx, seq, value) \
@@ -66,6 +67,7 @@ impl Store {
         .bind(Value::Array(items))
         .bind(Value::Object(rest))
         .bind(lengths)
+        .bind(&graph.version)
         .execute(&self.pool)
         .await?;
         Ok(row)

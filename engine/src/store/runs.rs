@@ -34,6 +34,9 @@ pub struct RunRow {
     pub context: Value,
     pub error: Option<String>,
     pub fence: i64,
+    /// The graph version it ran (`None` while queued, or for runs recorded before versions
+    /// were kept per run).
+    pub graph_version: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -89,7 +92,7 @@ impl Store {
 
     pub async fn run(&self, id: Uuid) -> Result<RunRow, StoreError> {
         sqlx::query_as::<_, RunRow>(
-            "SELECT id, thread_id, status, input, context, error, fence, created_at FROM runs WHERE id = $1",
+            "SELECT id, thread_id, status, input, context, error, fence, graph_version, created_at FROM runs WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -100,7 +103,7 @@ impl Store {
     /// A thread's runs, oldest first.
     pub async fn runs(&self, thread: Uuid) -> Result<Vec<RunRow>, StoreError> {
         let rows = sqlx::query_as::<_, RunRow>(
-            "SELECT id, thread_id, status, input, context, error, fence, created_at FROM runs \
+            "SELECT id, thread_id, status, input, context, error, fence, graph_version, created_at FROM runs \
              WHERE thread_id = $1 ORDER BY created_at",
         )
         .bind(thread)
@@ -207,7 +210,8 @@ impl Store {
     pub async fn claim_pending(&self, owner: &str) -> Result<Option<(Lease, State, State)>, StoreError> {
         let claimed: Result<Option<(Uuid, Uuid, Value, Value)>, sqlx::Error> = sqlx::query_as(
             "UPDATE runs SET status = 'running', lease_owner = $1, \
-                 lease_expires = now() + make_interval(secs => $2), fence = 1, updated_at = now() \
+                 lease_expires = now() + make_interval(secs => $2), fence = 1, updated_at = now(), \
+                 graph_version = (SELECT graph_version FROM threads t WHERE t.id = runs.thread_id) \
              WHERE id = (SELECT r.id FROM runs r WHERE r.status = 'pending' AND NOT EXISTS \
                            (SELECT 1 FROM runs o WHERE o.thread_id = r.thread_id \
                             AND o.status IN ('running', 'interrupted')) \
@@ -304,8 +308,9 @@ fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
 /// thread is still on version `$16` and has no entry at `$3` or after.
 /// `$13` context, `$14` owner, `$15` lease in seconds; `$1`…`$12` as in `append_step`.
 const START_RUN: &str = concat!(
-    "WITH run AS (INSERT INTO runs (id, thread_id, status, input, context, lease_owner, lease_expires, fence) \
-         SELECT $2, $1, 'running', '{}', $13, $14, now() + make_interval(secs => $15), 1 \
+    "WITH run AS (INSERT INTO runs (id, thread_id, status, input, context, lease_owner, lease_expires, fence, \
+             graph_version) \
+         SELECT $2, $1, 'running', '{}', $13, $14, now() + make_interval(secs => $15), 1, $16 \
          WHERE EXISTS (SELECT 1 FROM threads WHERE id = $1 AND graph_version = $16) \
            AND NOT EXISTS (SELECT 1 FROM steps WHERE thread_id = $1 AND seq >= $3) \
          RETURNING id), \

@@ -60,7 +60,7 @@ async fn a_recorded_conversation_replays_exactly_without_any_model(pool: PgPool)
     )
     .await;
     // The replay has only the recorded replies: any other call to a model would fail it.
-    let replayed = replay::check(&Store::new(pool.clone()), &chat, thread)
+    let replayed = replay::check(&Store::new(pool.clone()), thread, None)
         .await
         .unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 3, steps: 6 });
@@ -75,7 +75,7 @@ async fn sql_results_come_from_the_recording(pool: PgPool) {
     let save = graph("save");
     let inputs = [json!({ "note": "rent" }), json!({ "note": "food" })];
     let thread = record(&pool, &save, "think: [Fine, Also fine]", &inputs).await;
-    let replayed = replay::check(&Store::new(pool.clone()), &save, thread)
+    let replayed = replay::check(&Store::new(pool.clone()), thread, None)
         .await
         .unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 2, steps: 2 });
@@ -92,7 +92,7 @@ async fn routes_and_loops_replay_step_by_step(pool: PgPool) {
     let path = Path::new("tests/it/data/run/loop.yaml");
     let looped = engine::load_with(&crate::fixtures(), path, &fixture_options()).unwrap();
     let thread = record(&pool, &looped, "", &[json!({ "limit": 3 })]).await;
-    let replayed = replay::check(&Store::new(pool.clone()), &looped, thread)
+    let replayed = replay::check(&Store::new(pool.clone()), thread, None)
         .await
         .unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 1, steps: 6 });
@@ -122,7 +122,7 @@ async fn a_changed_template_is_found_and_its_node_named(pool: PgPool) {
         &fixture_options(),
     )
     .unwrap();
-    let replayed = replay::check(&Store::new(pool.clone()), &changed, thread)
+    let replayed = replay::check(&Store::new(pool.clone()), thread, Some(&changed))
         .await
         .unwrap();
     let Replayed::Diverged(divergence) = replayed else {
@@ -157,7 +157,7 @@ async fn a_changed_expression_is_found_at_its_field(pool: PgPool) {
         &fixture_options(),
     )
     .unwrap();
-    let replayed = replay::check(&Store::new(pool.clone()), &changed, thread)
+    let replayed = replay::check(&Store::new(pool.clone()), thread, Some(&changed))
         .await
         .unwrap();
     let Replayed::Diverged(divergence) = replayed else {
@@ -197,6 +197,49 @@ async fn a_subgraph_that_paused_and_a_map_replay_with_the_recorded_answers(pool:
     assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
 
     // No model, no answers from anyone: the recording has both.
-    let replayed = replay::check(&store, &nested, thread.id).await.unwrap();
+    let replayed = replay::check(&store, thread.id, None).await.unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 1, steps: 3 });
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn each_run_replays_with_the_version_it_ran(pool: PgPool) {
+    let chat = graph("chat");
+    let store = Store::new(pool.clone());
+    let engine = Engine::new(Arc::new(Scripted::parse("reply: [one, two]").unwrap()));
+    let worker = Worker::new(engine, store.clone(), "recorder");
+    let thread = worker.create_thread(&chat, json!({})).await.unwrap().id;
+    let turn = |text: &'static str| {
+        let worker = &worker;
+        async move {
+            let input = object(message(text));
+            let ran = worker
+                .start(thread, input, State::new(), StartMode::Reject, &Events::none())
+                .await
+                .unwrap();
+            let Ran::Ran { outcome, .. } = ran else {
+                panic!("queued")
+            };
+            assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+        }
+    };
+    turn("first").await;
+    // The thread moves to a version with another reply template, then runs again.
+    let dir = std::env::temp_dir().join(format!("finch-replay-{}", uuid::Uuid::new_v4()));
+    crate::versions::copy_dir(Path::new("tests/it/data"), &dir);
+    std::fs::write(
+        dir.join("prompts/run/reply.j2"),
+        "Answer to: {{ (messages | last).content }}\n",
+    )
+    .unwrap();
+    let newer = engine::load_with(
+        &engine::Project::at(&dir),
+        &dir.join("durable/chat.yaml"),
+        &fixture_options(),
+    )
+    .unwrap();
+    store.pin(thread, &newer).await.unwrap();
+    turn("second").await;
+    let replayed = replay::check(&store, thread, None).await.unwrap();
+    assert_eq!(replayed, Replayed::Same { runs: 2, steps: 4 });
+    std::fs::remove_dir_all(&dir).ok();
 }

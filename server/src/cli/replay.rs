@@ -9,7 +9,6 @@ use engine::replay::{self, Replayed};
 use uuid::Uuid;
 
 use crate::cli::durable::store;
-use crate::cli::threads::stored_graph;
 use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
@@ -20,8 +19,8 @@ pub(crate) struct ReplayArgs {
     /// Compare every step with the recording, and exit 1 if a thread differs.
     #[arg(long)]
     check: bool,
-    /// Replay with this graph file rather than each thread's pinned version: would the
-    /// current files have done the same?
+    /// Replay with this graph file rather than the version each run ran: would the current
+    /// files have done the same?
     #[arg(long)]
     graph: Option<PathBuf>,
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -42,11 +41,7 @@ pub(crate) async fn run(args: ReplayArgs, config: &std::path::Path) -> anyhow::R
     };
     let mut same = true;
     for thread in args.threads {
-        let graph = match &current {
-            Some(graph) => graph.clone(),
-            None => stored_graph(&store, thread).await?,
-        };
-        match replay::check(&store, &graph, thread).await? {
+        match replay::check(&store, thread, current.as_ref()).await? {
             Replayed::Same { runs, steps } => {
                 let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
                 println!(

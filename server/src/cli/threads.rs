@@ -159,8 +159,12 @@ pub(crate) async fn thread(command: ThreadCommand, config: &Path) -> anyhow::Res
                     (_, false) => format!("(paused: {} waits)", waiting.join(", ")),
                     (_, true) => entry.nodes.join(", "),
                 };
+                let version = entry
+                    .graph_version
+                    .as_deref()
+                    .map_or("?", |v| &v[..12.min(v.len())]);
                 println!(
-                    "{:>4}  run {}  step {:>2}  {when}  {nodes}  → {}",
+                    "{:>4}  run {} ({version})  step {:>2}  {when}  {nodes}  → {}",
                     entry.seq,
                     &run[..8],
                     entry.step,

@@ -252,5 +252,8 @@ async fn a_thread_forked_with_an_edit_differs_from_it_by_that_edit() {
         .unwrap();
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("edit `saved`") && stderr.contains("schema"), "{stderr}");
+    assert!(
+        stderr.contains("edit `saved`") && stderr.contains("schema"),
+        "{stderr}"
+    );
 }
