@@ -59,6 +59,8 @@ pub enum ReplayError {
         "thread `{thread}` was compacted: its log starts at entry {first}, and the runs before it cannot be replayed"
     )]
     Compacted { thread: Uuid, first: i64 },
+    #[error("graph version `{version}` no longer loads:\n{diagnostics}")]
+    Version { version: String, diagnostics: String },
     #[error("run `{run}` cannot be replayed: {reason}")]
     Unsupported { run: Uuid, reason: String },
 }
@@ -103,7 +105,7 @@ pub async fn check(store: &Store, thread: Uuid, graph: Option<&Graph>) -> Result
             Some(graph) => graph,
             None => {
                 if !versions.contains_key(&version) {
-                    let loaded = version_graph(store, &version, run[0].run_id).await?;
+                    let loaded = version_graph(store, &version).await?;
                     versions.insert(version.clone(), Arc::new(loaded));
                 }
                 &versions[&version]
@@ -122,15 +124,12 @@ pub async fn check(store: &Store, thread: Uuid, graph: Option<&Graph>) -> Result
 }
 
 /// A stored graph version, loaded.
-async fn version_graph(store: &Store, version: &str, run: Uuid) -> Result<Graph, ReplayError> {
+async fn version_graph(store: &Store, version: &str) -> Result<Graph, ReplayError> {
     let files = Arc::new(store.version_files(version).await?);
     crate::graph::load_source(files.clone(), &files.graph, &Default::default()).map_err(|diagnostics| {
-        ReplayError::Unsupported {
-            run,
-            reason: format!(
-                "its graph version `{version}` no longer loads:\n{}",
-                crate::diagnostic::render(&diagnostics)
-            ),
+        ReplayError::Version {
+            version: version.to_owned(),
+            diagnostics: crate::diagnostic::render(&diagnostics),
         }
     })
 }
@@ -432,17 +431,205 @@ impl LlmClient for RecordedModels {
                 );
                 return Err(self.refuse(request, message));
             }
-            Ok(LlmResponse {
-                text: call["response"].as_str().unwrap_or_default().to_owned(),
-                usage: Usage {
-                    prompt_tokens: call["prompt_tokens"].as_u64().unwrap_or(0),
-                    completion_tokens: call["completion_tokens"].as_u64().unwrap_or(0),
-                },
-                latency_ms: call["latency_ms"].as_u64().unwrap_or(0),
-                provider: call["provider"].as_str().unwrap_or("recorded").to_owned(),
-                model: call["model"].as_str().unwrap_or_default().to_owned(),
-                attempts: 1,
-            })
+            Ok(recorded_response(&call))
         })
+    }
+}
+
+/// What a what-if replay made: the new thread, and how many runs went into it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WhatIf {
+    pub fork: Uuid,
+    pub runs: usize,
+}
+
+/// Why a what-if replay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WhatIfError {
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error(transparent)]
+    Worker(#[from] crate::worker::WorkerError),
+    #[error(
+        "graph `{graph}` has the `sql` write node `{node}`: a what-if replay would apply its writes again, which it does not do"
+    )]
+    Writes { graph: String, node: String },
+    #[error("run `{run}` of the fork ended {status}: {error}")]
+    Run {
+        run: Uuid,
+        status: &'static str,
+        error: String,
+    },
+}
+
+impl From<StoreError> for WhatIfError {
+    fn from(err: StoreError) -> WhatIfError {
+        WhatIfError::Replay(ReplayError::Store(err))
+    }
+}
+
+/// Runs again, with `graph` and `worker`'s models, every run of `thread` that started after log
+/// entry `from`, each with its recorded input, context and answers, in a new thread forked at
+/// `from` and pinned to `graph`. The original thread is not touched; `sql` reads run against
+/// the database as it is now, and a graph with `sql` writes is refused.
+pub async fn what_if(
+    worker: &crate::worker::Worker,
+    thread: Uuid,
+    from: i64,
+    graph: &Graph,
+) -> Result<WhatIf, WhatIfError> {
+    if let Some((graph, node)) = sql_writer(graph) {
+        return Err(WhatIfError::Writes { graph, node });
+    }
+    let store = worker.store();
+    let entries = store.history(thread).await?;
+    let items = store.items(thread).await?;
+    let runs: HashMap<Uuid, Value> = store
+        .runs(thread)
+        .await?
+        .into_iter()
+        .map(|run| (run.id, run.context))
+        .collect();
+    // The state at `from` is read with the thread's own version; the fork then moves to `graph`.
+    let version = store.thread(thread).await?.graph_version;
+    let own = version_graph(store, &version).await?;
+    let fork = store.fork(&own, thread, Some(from), &[]).await?;
+    store.pin(fork.id, graph).await?;
+    let mut count = 0;
+    for run in split_by_run(&entries) {
+        let input_entry = &run[0];
+        if input_entry.seq <= from || input_entry.step != 0 {
+            continue;
+        }
+        let input: State = logged_writes(input_entry, &items)
+            .into_iter()
+            .map(|(_, write)| (write.field, write.value))
+            .collect();
+        let context = match runs.get(&input_entry.run_id) {
+            Some(Value::Object(context)) => context.clone(),
+            _ => State::new(),
+        };
+        let mut ran = worker
+            .start(
+                fork.id,
+                input,
+                context,
+                crate::store::StartMode::Reject,
+                &Events::none(),
+            )
+            .await?;
+        // A run that paused is resumed with the answers the recording gave it, in order.
+        let mut answers = run.iter().filter_map(|entry| entry.answers.clone());
+        loop {
+            let crate::worker::Ran::Ran { run: id, outcome } = ran else {
+                unreachable!("a fork has no other run to queue behind")
+            };
+            match (outcome.status, answers.next()) {
+                (RunStatus::Interrupted, Some(Value::Object(given))) => {
+                    ran = worker
+                        .resume(id, given.into_iter().collect(), &Events::none())
+                        .await?;
+                }
+                (RunStatus::Succeeded, _) => break,
+                (status, _) => {
+                    return Err(WhatIfError::Run {
+                        run: id,
+                        status: status.name(),
+                        error: outcome.error.unwrap_or_else(|| {
+                            "it waits for an answer the recording does not have".to_owned()
+                        }),
+                    });
+                }
+            }
+        }
+        count += 1;
+    }
+    Ok(WhatIf {
+        fork: fork.id,
+        runs: count,
+    })
+}
+
+/// A `sql` node that writes, in `graph` or a subgraph of it: its graph and id.
+fn sql_writer(graph: &Graph) -> Option<(String, String)> {
+    let own = graph.nodes.values().find(
+        |def| matches!(&def.node, crate::nodes::Node::Sql(sql) if sql.mode == crate::nodes::SqlMode::Write),
+    );
+    match own {
+        Some(def) => Some((graph.name.clone(), def.id.to_string())),
+        None => graph.subgraphs.values().find_map(|sub| sql_writer(sub)),
+    }
+}
+
+/// Models for a what-if replay that changes one node: `node` asks `live`; every other node
+/// gets the replies it got in `thread`'s recording after log entry `from`, in order, whatever
+/// its prompt.
+#[derive(Debug)]
+pub struct OnlyLive {
+    node: String,
+    live: Arc<dyn LlmClient>,
+    recorded: RecordedModels,
+}
+
+impl OnlyLive {
+    pub async fn new(
+        store: &Store,
+        thread: Uuid,
+        from: i64,
+        node: &str,
+        live: Arc<dyn LlmClient>,
+    ) -> Result<OnlyLive, ReplayError> {
+        let mut entries = store.history(thread).await?;
+        entries.retain(|entry| entry.seq > from);
+        Ok(OnlyLive {
+            node: node.to_owned(),
+            live,
+            recorded: RecordedModels::new(&entries),
+        })
+    }
+}
+
+impl LlmClient for OnlyLive {
+    fn complete<'a>(
+        &'a self,
+        request: &'a LlmRequest,
+        tokens: Option<&'a TokenSink>,
+    ) -> BoxFuture<'a, Result<LlmResponse, LlmError>> {
+        if request.node == self.node {
+            return self.live.complete(request, tokens);
+        }
+        Box::pin(async move {
+            let call = self
+                .recorded
+                .replies
+                .lock()
+                .expect("replay lock")
+                .get_mut(&request.node)
+                .and_then(VecDeque::pop_front);
+            let Some(call) = call else {
+                let message = format!("the recording has no more replies for `{}`", request.node);
+                return Err(LlmError::new(
+                    "recorded",
+                    &request.model,
+                    LlmErrorKind::Script(message),
+                ));
+            };
+            Ok(recorded_response(&call))
+        })
+    }
+}
+
+/// A recorded call's reply.
+fn recorded_response(call: &Value) -> LlmResponse {
+    LlmResponse {
+        text: call["response"].as_str().unwrap_or_default().to_owned(),
+        usage: Usage {
+            prompt_tokens: call["prompt_tokens"].as_u64().unwrap_or(0),
+            completion_tokens: call["completion_tokens"].as_u64().unwrap_or(0),
+        },
+        latency_ms: call["latency_ms"].as_u64().unwrap_or(0),
+        provider: call["provider"].as_str().unwrap_or("recorded").to_owned(),
+        model: call["model"].as_str().unwrap_or_default().to_owned(),
+        attempts: 1,
     }
 }

@@ -243,3 +243,101 @@ async fn each_run_replays_with_the_version_it_ran(pool: PgPool) {
     assert_eq!(replayed, Replayed::Same { runs: 2, steps: 4 });
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The thread's log and runs as JSON text: to see that nothing of it changed.
+async fn everything_of(pool: &PgPool, thread: uuid::Uuid) -> String {
+    let log: serde_json::Value = sqlx::query_scalar(
+        "SELECT jsonb_build_object(\
+           'steps', (SELECT jsonb_agg(to_jsonb(s) ORDER BY seq) FROM steps s WHERE thread_id = $1), \
+           'items', (SELECT jsonb_agg(to_jsonb(i) ORDER BY seq, field, idx) FROM items i WHERE thread_id = $1), \
+           'runs', (SELECT jsonb_agg(to_jsonb(r) ORDER BY created_at) FROM runs r WHERE thread_id = $1), \
+           'thread', (SELECT to_jsonb(t) FROM threads t WHERE id = $1))",
+    )
+    .bind(thread)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    log.to_string()
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_what_if_replay_runs_the_conversation_again_in_a_fork(pool: PgPool) {
+    let chat = graph("chat");
+    let thread = record(
+        &pool,
+        &chat,
+        "reply: [one, two]",
+        &[message("Hi"), message("And now?")],
+    )
+    .await;
+    let before = everything_of(&pool, thread).await;
+    // The conversation again, with new replies from the model.
+    let engine = Engine::new(Arc::new(Scripted::parse("reply: [uno, dos]").unwrap()));
+    let worker = Worker::new(engine, Store::new(pool.clone()), "what-if");
+    let what_if = replay::what_if(&worker, thread, 0, &chat).await.unwrap();
+    assert_eq!(what_if.runs, 2);
+    let forked = worker.store().head(&chat, what_if.fork, None).await.unwrap();
+    let contents: Vec<&str> = forked.state["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["Hi", "uno", "And now?", "dos"]);
+    assert_eq!(everything_of(&pool, thread).await, before, "the original changed");
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_what_if_replay_can_change_one_node_and_reuse_the_others(pool: PgPool) {
+    let routes = graph("routes");
+    let inputs = [json!({ "question": "Rent?" }), json!({ "question": "Food?" })];
+    let thread = record(
+        &pool,
+        &routes,
+        "classify: [database, chat]\nreply: [one, two]",
+        &inputs,
+    )
+    .await;
+    // From after the first run: only the second runs again, with a new `reply`, and `classify`
+    // answered from the recording.
+    let from = Store::new(pool.clone())
+        .head(&routes, thread, Some(3))
+        .await
+        .unwrap()
+        .seq;
+    let live = Arc::new(Scripted::parse("reply: [deux]").unwrap());
+    let only = replay::OnlyLive::new(&Store::new(pool.clone()), thread, from, "reply", live)
+        .await
+        .unwrap();
+    let worker = Worker::new(Engine::new(Arc::new(only)), Store::new(pool.clone()), "what-if");
+    let what_if = replay::what_if(&worker, thread, from, &routes).await.unwrap();
+    assert_eq!(what_if.runs, 1);
+    let forked = worker.store().head(&routes, what_if.fork, None).await.unwrap();
+    assert_eq!(
+        (&forked.state["route"], &forked.state["answer"]),
+        (&json!("chat"), &json!("deux"))
+    );
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_what_if_replay_does_not_write_again(pool: PgPool) {
+    sqlx::query("CREATE TABLE notes (id serial PRIMARY KEY, text text NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let save = graph("save");
+    let thread = record(&pool, &save, "think: [Fine]", &[json!({ "note": "rent" })]).await;
+    let engine =
+        Engine::new(Arc::new(Scripted::parse("think: [Again]").unwrap())).with_database(pool.clone());
+    let worker = Worker::new(engine, Store::new(pool.clone()), "what-if");
+    let refused = replay::what_if(&worker, thread, 0, &save).await;
+    assert!(
+        matches!(&refused, Err(replay::WhatIfError::Writes { node, .. }) if node == "save"),
+        "{refused:?}"
+    );
+    let notes: i64 = sqlx::query_scalar("SELECT count(*) FROM notes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(notes, 1);
+}

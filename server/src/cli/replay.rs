@@ -1,10 +1,14 @@
-//! `finch replay`: replays recorded threads without calling any model or running any `sql`,
-//! and says whether each comes out as recorded — a regression check for the engine and for
-//! graph changes.
+//! `finch replay`: with `--check`, replays recorded threads without calling any model or
+//! running any `sql`, and says whether each comes out as recorded — a regression check for
+//! the engine and for graph changes. Without it, a what-if replay: the thread's runs again,
+//! with the current graph and models, in a new thread, and what came out differently.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use engine::diff;
 use engine::replay::{self, Replayed};
 use uuid::Uuid;
 
@@ -20,18 +24,27 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     check: bool,
     /// Replay with this graph file rather than the version each run ran: would the current
-    /// files have done the same?
+    /// files have done the same? Without `--check`: the graph the fork runs (by default, the
+    /// thread's graph in `graphs/`).
     #[arg(long)]
     graph: Option<PathBuf>,
+    /// Without `--check`: replay the runs after this log entry (0, every run, by default).
+    #[arg(long, default_value_t = 0)]
+    from: i64,
+    /// Without `--check`: where the models' replies come from, `config` or `scripted:FILE`.
+    #[arg(long, default_value = "config")]
+    llm: String,
+    /// Without `--check`: only this node asks the model; every other one gets its recorded
+    /// replies.
+    #[arg(long)]
+    only: Option<String>,
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     db: Option<String>,
 }
 
 pub(crate) async fn run(args: ReplayArgs, config: &std::path::Path) -> anyhow::Result<ExitCode> {
     if !args.check {
-        anyhow::bail!(
-            "only `finch replay --check` is available so far: replays into a new thread come with forks"
-        );
+        return what_if(args, config).await;
     }
     let config = Config::read(config)?;
     let store = store(args.db.as_deref(), config.as_ref()).await?;
@@ -72,4 +85,50 @@ pub(crate) async fn run(args: ReplayArgs, config: &std::path::Path) -> anyhow::R
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A what-if replay of each thread into a new one: the thread ids, and what differs.
+async fn what_if(args: ReplayArgs, config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = Config::read(config)?;
+    let store = store(args.db.as_deref(), config.as_ref()).await?;
+    for thread in args.threads {
+        let row = store.thread(thread).await?;
+        let path = match &args.graph {
+            Some(path) => path.clone(),
+            None => crate::cli::graph_path(&row.graph)?,
+        };
+        let graph = crate::cli::load_graph(&path, config.as_ref())?;
+        let mut llm = crate::cli::run::llm_for_worker(&args.llm, config.as_ref())?;
+        if let Some(node) = &args.only {
+            llm = Arc::new(replay::OnlyLive::new(&store, thread, args.from, node, llm).await?);
+        }
+        let worker = crate::cli::durable::worker(store.clone(), llm, config.as_ref());
+        let made = replay::what_if(&worker, thread, args.from, &graph).await?;
+        let runs = if made.runs == 1 {
+            "1 run".to_owned()
+        } else {
+            format!("{} runs", made.runs)
+        };
+        println!("thread {thread}: {runs} replayed into thread {}", made.fork);
+        let (a, b) = (
+            diff::Side { thread, at: None },
+            diff::Side {
+                thread: made.fork,
+                at: None,
+            },
+        );
+        let original = crate::cli::threads::stored_graph(&store, thread).await?;
+        for change in diff::diff(&store, (a, &original), (b, &graph)).await? {
+            let by = change
+                .written_by
+                .map(|w| format!(" (by `{}`)", w.node))
+                .unwrap_or_default();
+            println!(
+                "  {}{by}: {}",
+                change.field,
+                serde_json::to_string(&change.patch)?
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

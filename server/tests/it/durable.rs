@@ -257,3 +257,74 @@ async fn a_thread_forked_with_an_edit_differs_from_it_by_that_edit() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_what_if_replay_shows_what_a_new_reply_changes() {
+    let (db, _pool) = fresh_database().await;
+    let echo = "server/tests/it/data/echo/echo.yaml";
+    let recorded = finch(
+        &db,
+        &[
+            "run",
+            echo,
+            "--thread",
+            "new",
+            "--llm",
+            "scripted:server/tests/it/data/echo/echo.script.yaml",
+            "--format",
+            "json",
+            "--input",
+            r#"{"question": "What is six times seven?"}"#,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        recorded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recorded.stderr)
+    );
+    let first = String::from_utf8_lossy(&recorded.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let thread: Value = serde_json::from_str(&first).unwrap();
+    let thread = thread["thread"].as_str().unwrap().to_owned();
+
+    let what_if = finch(
+        &db,
+        &[
+            "replay",
+            &thread,
+            "--graph",
+            echo,
+            "--llm",
+            "scripted:server/tests/it/data/echo/echo.what-if.yaml",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&what_if.stdout);
+    assert!(
+        what_if.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&what_if.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("thread {thread}: 1 run replayed into thread ")),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1..],
+        [r#"  answer (by `ask`): [{"op":"replace","path":"","value":"Forty-three."}]"#]
+    );
+    // The original still replays as recorded.
+    let check = finch(&db, &["replay", &thread, "--check"]).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
