@@ -22,7 +22,7 @@ use crate::run::{
     Answers, Checkpoint, Clock, Engine, Events, Journal, Position, Recorded, RunStatus, State, StepRecord,
     StepTransaction, Write,
 };
-use crate::store::{StepEntry, Store, StoreError};
+use crate::store::{StepEntry, Store, StoreError, is_fork_seed};
 
 /// Where a replay first differed from the recording.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,6 +93,9 @@ pub async fn check(store: &Store, thread: Uuid, graph: Option<&Graph>) -> Result
     let mut versions: HashMap<String, Arc<Graph>> = HashMap::new();
     let (mut replayed, mut steps) = (0, 0);
     for run in split_by_run(&entries) {
+        if is_fork_seed(&run[0]) {
+            continue; // the state a fork began with: no run of the graph to replay
+        }
         let (context, version) = runs
             .get(&run[0].run_id)
             .cloned()
@@ -490,6 +493,11 @@ pub async fn what_if(
         .into_iter()
         .map(|run| (run.id, run.context))
         .collect();
+    // A fork's first entry is the state it began with, not a run: start from it at least.
+    let from = match entries.first() {
+        Some(first) if is_fork_seed(first) => from.max(first.seq),
+        _ => from,
+    };
     // The state at `from` is read with the thread's own version; the fork then moves to `graph`.
     let version = store.thread(thread).await?.graph_version;
     let own = version_graph(store, &version).await?;
@@ -498,7 +506,7 @@ pub async fn what_if(
     let mut count = 0;
     for run in split_by_run(&entries) {
         let input_entry = &run[0];
-        if input_entry.seq <= from || input_entry.step != 0 {
+        if input_entry.seq <= from || input_entry.step != 0 || is_fork_seed(input_entry) {
             continue;
         }
         let input: State = logged_writes(input_entry, &items)

@@ -1,8 +1,8 @@
 //! Forks: a new thread that starts from another one's state at some log entry, with edits.
 //!
-//! The fork's log begins with one entry (step 0 of a finished run of its own) that writes the
-//! whole state as the node `fork`, and a snapshot of it; runs on the fork go on from there,
-//! and the thread it came from is not touched.
+//! The fork's log begins with one entry (step 0 of a finished run of its own, whose `nodes` is
+//! `{fork}`) that writes the whole state as the node `fork`, and a snapshot of it; runs on the
+//! fork go on from there, and the thread it came from is not touched.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -56,7 +56,7 @@ impl Store {
             "WITH run AS (INSERT INTO runs (id, thread_id, status, graph_version) VALUES ($2, $1, 'succeeded', $7) \
                  RETURNING id), \
              step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position) \
-                 SELECT $1, 1, id, 0, '{}', $3, '{\"next\": [], \"step\": 0}' FROM run), \
+                 SELECT $1, 1, id, 0, '{fork}', $3, '{\"next\": [], \"step\": 0}' FROM run), \
              items AS (INSERT INTO items (thread_id, field, idx, seq, value) \
                  SELECT $1, i.field, i.idx, 1, i.value FROM jsonb_to_recordset($4) AS i(field text, idx integer, value jsonb)) \
              INSERT INTO snapshots (thread_id, seq, state, lengths) VALUES ($1, 1, $5, $6)",
@@ -114,4 +114,9 @@ pub(crate) fn edited(graph: &Graph, mut state: State, edits: &[Edit]) -> Result<
         }
     }
     Ok(state)
+}
+
+/// Whether a log entry is the one a fork begins with (not a run of the graph).
+pub(crate) fn is_fork_seed(entry: &super::StepEntry) -> bool {
+    entry.step == 0 && entry.nodes.len() == 1 && entry.nodes[0] == "fork"
 }

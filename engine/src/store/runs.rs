@@ -78,6 +78,18 @@ impl Store {
         .ok_or(StoreError::NoThread(id))
     }
 
+    /// Threads a run started on since `since`, oldest first.
+    pub async fn threads_since(&self, since: DateTime<Utc>) -> Result<Vec<ThreadRow>, StoreError> {
+        let rows = sqlx::query_as::<_, ThreadRow>(
+            "SELECT id, graph, graph_version, metadata, created_at, updated_at FROM threads \
+             WHERE updated_at >= $1 ORDER BY updated_at",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows)
+    }
+
     /// Threads, most recently updated first.
     pub async fn threads(&self, limit: i64) -> Result<Vec<ThreadRow>, StoreError> {
         let rows = sqlx::query_as::<_, ThreadRow>(

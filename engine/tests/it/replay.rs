@@ -341,3 +341,41 @@ async fn a_what_if_replay_does_not_write_again(pool: PgPool) {
         .unwrap();
     assert_eq!(notes, 1);
 }
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_fork_replays_its_own_runs_from_the_state_it_began_with(pool: PgPool) {
+    let chat = graph("chat");
+    let store = Store::new(pool.clone());
+    let thread = record(&pool, &chat, "reply: [one]", &[message("Hi")]).await;
+    let edit = engine::store::Edit {
+        path: "last".to_owned(),
+        value: json!("edited"),
+    };
+    let fork = store.fork(&chat, thread, None, &[edit]).await.unwrap().id;
+    let engine = Engine::new(Arc::new(Scripted::parse("reply: [two, three]").unwrap()));
+    let worker = Worker::new(engine, store.clone(), "w");
+    let ran = worker
+        .start(
+            fork,
+            object(message("Again")),
+            State::new(),
+            StartMode::Reject,
+            &Events::none(),
+        )
+        .await
+        .unwrap();
+    let Ran::Ran { outcome, .. } = ran else {
+        panic!("queued")
+    };
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    assert_eq!(
+        replay::check(&store, fork, None).await.unwrap(),
+        Replayed::Same { runs: 1, steps: 2 }
+    );
+    // A what-if of the fork runs its one run again, not the state it began with.
+    let what_if = replay::what_if(&worker, fork, 0, &chat).await.unwrap();
+    assert_eq!(what_if.runs, 1);
+    let again = store.head(&chat, what_if.fork, None).await.unwrap();
+    assert_eq!(again.state["last"], json!("three"));
+    assert_eq!(again.state["messages"].as_array().unwrap().len(), 4);
+}

@@ -18,8 +18,14 @@ use crate::config::Config;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReplayArgs {
     /// The threads to replay.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all")]
     threads: Vec<Uuid>,
+    /// With `--check`: every thread a run started on since `--since`.
+    #[arg(long, requires = "since", requires = "check", conflicts_with = "threads")]
+    all: bool,
+    /// With `--all`: a date (`2026-11-01`) or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
     /// Compare every step with the recording, and exit 1 if a thread differs.
     #[arg(long)]
     check: bool,
@@ -52,8 +58,17 @@ pub(crate) async fn run(args: ReplayArgs, config: &std::path::Path) -> anyhow::R
         Some(path) => Some(crate::cli::load_graph(path, config.as_ref())?),
         None => None,
     };
+    let threads = match (args.all, args.since) {
+        (true, Some(since)) => store
+            .threads_since(since)
+            .await?
+            .into_iter()
+            .map(|t| t.id)
+            .collect(),
+        _ => args.threads,
+    };
     let mut same = true;
-    for thread in args.threads {
+    for thread in threads {
         match replay::check(&store, thread, current.as_ref()).await? {
             Replayed::Same { runs, steps } => {
                 let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
@@ -131,4 +146,14 @@ async fn what_if(args: ReplayArgs, config: &std::path::Path) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-11-01` (midnight UTC) or an RFC 3339 time.
+fn parse_since(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|date| date.and_time(chrono::NaiveTime::MIN).and_utc())
+        .map_err(|_| format!("`{text}` is not a date like 2026-11-01 or a time like 2026-11-01T12:00:00Z"))
 }

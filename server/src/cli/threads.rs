@@ -155,6 +155,7 @@ pub(crate) async fn thread(command: ThreadCommand, config: &Path) -> anyhow::Res
                     .map(|(id, _)| id.as_str())
                     .collect();
                 let nodes = match (entry.step, waiting.is_empty()) {
+                    (0, _) if entry.nodes == ["fork"] => "fork".to_owned(),
                     (0, _) => "input".to_owned(),
                     (_, false) => format!("(paused: {} waits)", waiting.join(", ")),
                     (_, true) => entry.nodes.join(", "),

@@ -320,11 +320,18 @@ async fn a_what_if_replay_shows_what_a_new_reply_changes() {
         lines[1..],
         [r#"  answer (by `ask`): [{"op":"replace","path":"","value":"Forty-three."}]"#]
     );
-    // The original still replays as recorded.
-    let check = finch(&db, &["replay", &thread, "--check"]).output().unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
+    // The original still replays as recorded, and so does the what-if's fork.
+    let check = finch(&db, &["replay", "--check", "--all", "--since", "2000-01-01"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{stdout}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.ends_with("as recorded"))
+            .count(),
+        2,
+        "{stdout}"
     );
 }
