@@ -150,6 +150,16 @@ impl Node {
     /// Every kind's name, as written after `kind:`.
     pub const KINDS: &[&str] = &["llm", "router", "sql", "subgraph", "map", "interrupt", "tool"];
 
+    /// Whether its result depends on more than the state: a `sql` statement, or the `now`
+    /// tool. A replay gives such a node its recorded writes instead of running it.
+    pub fn reaches_outside(&self) -> bool {
+        match self {
+            Node::Sql(_) => true,
+            Node::Tool(tool) => tool.tool.value == "now",
+            _ => false,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Node::Llm(_) => "llm",

@@ -5,8 +5,8 @@
 //! reports, so a replay is a regression check: does this engine, with this graph, still do
 //! what it did?
 //!
-//! A run that paused at an interrupt is resumed with the answers its log kept. Not yet
-//! replayed: `sql` nodes inside subgraphs and maps (only top-level writes are recorded).
+//! A run that paused at an interrupt is resumed with the answers its log kept, and the nodes
+//! inside subgraphs and maps that reach outside get the writes kept with their step.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -172,10 +172,20 @@ async fn replay_run(
         .map_err(|err| unsupported(&format!("its input entry cannot be read: {err}")))?;
     let checkpoint = Checkpoint::from_parts(head.state, context, position);
 
-    let mut recorded = Recorded::new();
+    let mut recorded = Recorded::default();
     for entry in steps {
         for (node, write) in logged_writes(entry, items) {
-            recorded.entry((entry.step as u32, node)).or_default().push(write);
+            recorded
+                .steps
+                .entry((entry.step as u32, node))
+                .or_default()
+                .push(write);
+        }
+        let mut nested = recorded.nested.lock().expect("recorded lock");
+        for effect in entry.effects.iter().filter_map(Value::as_array).flatten() {
+            let writes: Vec<Write> = serde_json::from_value(effect["writes"].clone()).unwrap_or_default();
+            let node = effect["node"].as_str().unwrap_or_default().to_owned();
+            nested.entry(node).or_default().push_back(writes);
         }
     }
     let models = Arc::new(RecordedModels::new(steps));

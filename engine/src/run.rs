@@ -121,8 +121,14 @@ pub struct Engine {
     pub(crate) recorded: Option<Arc<Recorded>>,
 }
 
-/// Recorded writes of a run, by step and node path.
-pub(crate) type Recorded = std::collections::BTreeMap<(u32, String), Vec<Write>>;
+/// The recorded writes of a run's nodes that reach outside the graph: top-level ones by step
+/// and node, and those inside subgraphs and maps by path, in the order they ran.
+#[derive(Debug, Default)]
+pub(crate) struct Recorded {
+    pub(crate) steps: std::collections::BTreeMap<(u32, String), Vec<Write>>,
+    pub(crate) nested:
+        std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<Vec<Write>>>>,
+}
 
 impl Engine {
     pub fn new(llm: Arc<dyn LlmClient>) -> Engine {
@@ -139,18 +145,17 @@ impl Engine {
         &self,
         step: u32,
         path: &str,
+        nested: bool,
         node: &crate::nodes::Node,
     ) -> Option<Vec<Write>> {
-        use crate::nodes::Node;
-        let recorded = self.recorded.as_ref()?;
-        let external = match node {
-            Node::Sql(_) => true,
-            Node::Tool(tool) => tool.tool.value == "now",
-            _ => false,
-        };
-        external
-            .then(|| recorded.get(&(step, path.to_owned())).cloned())
-            .flatten()
+        let recorded = self.recorded.as_ref().filter(|_| node.reaches_outside())?;
+        if nested {
+            let mut nested = recorded.nested.lock().expect("recorded lock");
+            return nested
+                .get_mut(path)
+                .and_then(std::collections::VecDeque::pop_front);
+        }
+        recorded.steps.get(&(step, path.to_owned())).cloned()
     }
 
     /// The database `sql` nodes use.
@@ -292,7 +297,7 @@ impl<'a> Drive<'a> {
             return Ok(outcome.end);
         }
         let shared = Arc::into_inner(shared).ok_or("a step's tasks outlived it")?;
-        let (transaction, calls) = shared.into_parts();
+        let (transaction, calls, effects) = shared.into_parts();
         let end = match outcome.end {
             StepEnd::Waiting => Some(RunStatus::Interrupted),
             StepEnd::Merged if checkpoint.next.is_empty() => Some(RunStatus::Succeeded),
@@ -304,6 +309,7 @@ impl<'a> Drive<'a> {
             writes: outcome.writes,
             checkpoint,
             calls,
+            effects,
             end,
             answers,
         };

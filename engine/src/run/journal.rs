@@ -33,6 +33,9 @@ pub struct StepRecord<'a> {
     pub checkpoint: &'a Checkpoint,
     /// The model calls made during the step, by node path, in the order they finished.
     pub calls: Vec<(String, LlmCall)>,
+    /// What the nodes inside subgraphs and maps that reach outside the graph (`sql`, `now`)
+    /// wrote, by node path, in the order they finished: a replay gives them back.
+    pub effects: Vec<(String, Vec<Write>)>,
     /// How the run ends with this step: `None` while it goes on.
     pub end: Option<RunStatus>,
     /// The answers to interrupts the run was resumed with, when this step took them.
@@ -57,6 +60,7 @@ pub trait Journal: Send + Sync {
 pub(crate) struct StepShared {
     transaction: Arc<tokio::sync::Mutex<Option<StepTransaction>>>,
     calls: Mutex<Vec<(String, LlmCall)>>,
+    effects: Mutex<Vec<(String, Vec<Write>)>>,
 }
 
 impl StepShared {
@@ -75,10 +79,25 @@ impl StepShared {
         self.calls.lock().expect("calls lock").push((node, call));
     }
 
-    /// The step's transaction, if one was begun, and its calls.
-    pub(crate) fn into_parts(self) -> (Option<StepTransaction>, Vec<(String, LlmCall)>) {
+    pub(crate) fn record_effect(&self, node: String, writes: Vec<Write>) {
+        self.effects.lock().expect("effects lock").push((node, writes));
+    }
+
+    /// The step's transaction, if one was begun, its calls and its nested effects.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        Option<StepTransaction>,
+        Vec<(String, LlmCall)>,
+        Vec<(String, Vec<Write>)>,
+    ) {
         let transaction = Arc::into_inner(self.transaction).and_then(tokio::sync::Mutex::into_inner);
-        (transaction, self.calls.into_inner().expect("calls lock"))
+        (
+            transaction,
+            self.calls.into_inner().expect("calls lock"),
+            self.effects.into_inner().expect("effects lock"),
+        )
     }
 }
 

@@ -149,12 +149,30 @@ impl RunCx<'_> {
     }
 }
 
-/// Runs a node under its timeout and retry policy.
+/// Runs a node under its timeout and retry policy — or, in a replay, gives the writes it made
+/// when recorded, if it reaches outside the graph. The writes of such a node inside a
+/// subgraph or a map are kept with the step, for replays.
 pub(crate) async fn run_node(
     cx: &RunCx<'_>,
     common: &NodeCommon,
     node: &Node,
 ) -> Result<Vec<Write>, NodeError> {
+    let nested = cx.path != cx.id.as_str();
+    if let Some(writes) = cx.engine.recorded_writes(cx.step, &cx.path, nested, node) {
+        return Ok(writes);
+    }
+    let result = attempt_node(cx, common, node).await;
+    if let Ok(writes) = &result
+        && nested
+        && node.reaches_outside()
+    {
+        cx.shared.record_effect(cx.path.clone(), writes.clone());
+    }
+    result
+}
+
+/// [`run_node`]'s attempts.
+async fn attempt_node(cx: &RunCx<'_>, common: &NodeCommon, node: &Node) -> Result<Vec<Write>, NodeError> {
     let attempts = common.retry.as_ref().map_or(1, |retry| retry.attempts.max(1));
     // Checked graphs only hold timeouts that fit a `Duration`.
     let timeout = common
@@ -217,10 +235,7 @@ pub(crate) async fn run_task(
         step: cx.step,
         node: cx.path.clone(),
     });
-    let result = match cx.engine.recorded_writes(cx.step, &cx.path, &def.node) {
-        Some(writes) => Ok(writes),
-        None => run_node(&cx, &def.common, &def.node).await,
-    };
+    let result = run_node(&cx, &def.common, &def.node).await;
     match &result {
         Ok(writes) => cx.emit(Event::NodeFinished {
             step: cx.step,

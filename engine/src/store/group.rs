@@ -134,15 +134,15 @@ pub(crate) async fn one(pool: &PgPool, append: &Append) -> Result<bool, StoreErr
 
 /// A step of a run that goes on: the fence is checked (and held) with a share lock.
 pub(crate) const CONTINUE: &str = concat!(
-    "WITH run AS (SELECT id FROM runs WHERE id = $2 AND thread_id = $1 AND fence = $13 AND lease_owner = $14 \
+    "WITH run AS (SELECT id FROM runs WHERE id = $2 AND thread_id = $1 AND fence = $14 AND lease_owner = $15 \
          AND status = 'running' FOR SHARE), ",
     append_step_sql!()
 );
 
 /// The step a run ends (or pauses) with: the run's status changes in the same statement.
 pub(crate) const END: &str = concat!(
-    "WITH run AS (UPDATE runs SET status = $15, lease_owner = NULL, lease_expires = NULL, updated_at = now() \
-         WHERE id = $2 AND thread_id = $1 AND fence = $13 AND lease_owner = $14 AND status = 'running' \
+    "WITH run AS (UPDATE runs SET status = $16, lease_owner = NULL, lease_expires = NULL, updated_at = now() \
+         WHERE id = $2 AND thread_id = $1 AND fence = $14 AND lease_owner = $15 AND status = 'running' \
          RETURNING id), ",
     append_step_sql!()
 );
@@ -151,14 +151,15 @@ pub(crate) const END: &str = concat!(
 const BATCH: &str = "\
     WITH input AS (SELECT * FROM jsonb_to_recordset($1) AS i(thread_id uuid, run_id uuid, seq bigint, \
         step integer, nodes text[], writes jsonb, position jsonb, items jsonb, state jsonb, lengths jsonb, \
-        calls jsonb, answers jsonb, fence bigint, owner text, status text)), \
+        calls jsonb, answers jsonb, effects jsonb, fence bigint, owner text, status text)), \
     fenced AS (SELECT i.* FROM input i JOIN runs r ON r.id = i.run_id AND r.thread_id = i.thread_id \
         AND r.fence = i.fence \
         AND r.lease_owner = i.owner AND r.status = 'running' FOR SHARE OF r), \
     ended AS (UPDATE runs r SET status = f.status, lease_owner = NULL, lease_expires = NULL, updated_at = now() \
         FROM fenced f WHERE r.id = f.run_id AND f.status IS NOT NULL), \
-    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls, answers) \
-        SELECT thread_id, seq, run_id, step, nodes, writes, position, calls, answers FROM fenced RETURNING run_id), \
+    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls, answers, effects) \
+        SELECT thread_id, seq, run_id, step, nodes, writes, position, calls, answers, effects FROM fenced \
+        RETURNING run_id), \
     items AS (INSERT INTO items (thread_id, field, idx, seq, value) \
         SELECT f.thread_id, x.field, x.idx, f.seq, x.value \
         FROM fenced f CROSS JOIN LATERAL jsonb_to_recordset(f.items) AS x(field text, idx integer, value jsonb)), \
@@ -183,6 +184,7 @@ fn batch_row(append: &Append) -> Value {
         "lengths": lengths,
         "calls": row.calls,
         "answers": row.answers,
+        "effects": row.effects,
         "fence": append.fence,
         "owner": append.owner,
         "status": append.end,
@@ -232,6 +234,7 @@ mod tests {
             snapshot: Some((json!({ "answer": "a" }), json!({ "messages": 1 }))),
             calls: None,
             answers: None,
+            effects: None,
         };
         Append {
             row,

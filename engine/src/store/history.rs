@@ -22,6 +22,8 @@ pub struct StepEntry {
     pub calls: Option<Value>,
     /// The answers the run was resumed with, on the step that took them.
     pub answers: Option<Value>,
+    /// What nested nodes that reach outside the graph wrote (`[{node, writes}]`), if any.
+    pub effects: Option<Value>,
     /// The graph version its run ran, when known.
     pub graph_version: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -31,7 +33,7 @@ impl Store {
     /// A thread's log, oldest first (entries dropped by compaction are gone).
     pub async fn history(&self, thread: Uuid) -> Result<Vec<StepEntry>, StoreError> {
         let entries = sqlx::query_as::<_, StepEntry>(
-            "SELECT s.seq, s.run_id, s.step, s.nodes, s.writes, s.position, s.calls, s.answers, r.graph_version, \
+            "SELECT s.seq, s.run_id, s.step, s.nodes, s.writes, s.position, s.calls, s.answers, s.effects, r.graph_version, \
                  s.created_at \
              FROM steps s LEFT JOIN runs r ON r.id = s.run_id WHERE s.thread_id = $1 ORDER BY s.seq",
         )

@@ -36,16 +36,18 @@ pub(crate) struct StepRow {
     pub(crate) calls: Option<Value>,
     /// The answers the run was resumed with, for the step that took them.
     pub(crate) answers: Option<Value>,
+    /// `[{node, writes}]` of nested nodes that reach outside the graph, or `None`.
+    pub(crate) effects: Option<Value>,
 }
 
 /// The statement's tail, shared by every way of appending a step. It follows a `run` CTE
 /// that yields the run's id only when the writer may write; otherwise nothing is inserted.
-/// Parameters `$1`…`$12` are those of [`append_step`]. A macro, so `concat!` can use it.
+/// Parameters `$1`…`$13` are those of [`append_step`]. A macro, so `concat!` can use it.
 macro_rules! append_step_sql {
     () => {
         "\
-    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls, answers) \
-        SELECT $1, $3, run.id, $4, $5, $6, $7, $11, $12 FROM run RETURNING seq), \
+    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls, answers, effects) \
+        SELECT $1, $3, run.id, $4, $5, $6, $7, $11, $12, $13 FROM run RETURNING seq), \
     items AS (INSERT INTO items (thread_id, field, idx, seq, value) \
         SELECT $1, i.field, i.idx, $3, i.value \
         FROM step, jsonb_to_recordset($8) AS i(field text, idx integer, value jsonb)), \
@@ -56,7 +58,7 @@ macro_rules! append_step_sql {
 }
 pub(crate) use append_step_sql;
 
-/// Binds `$1`…`$12` of [`append_step_sql`].
+/// Binds `$1`…`$13` of [`append_step_sql`].
 pub(crate) fn append_step<'q>(
     query: Query<'q, Postgres, PgArguments>,
     row: &StepRow,
@@ -75,6 +77,7 @@ pub(crate) fn append_step<'q>(
         .bind(lengths)
         .bind(row.calls.clone())
         .bind(row.answers.clone())
+        .bind(row.effects.clone())
 }
 
 /// Records one run's steps in its thread's log, under the run's lease.
@@ -175,6 +178,7 @@ impl RunJournal {
             snapshot,
             calls: None,
             answers: None,
+            effects: None,
         }
     }
 
@@ -244,6 +248,14 @@ impl Journal for RunJournal {
             let mut row = self.row(record.step, record.nodes, &record.writes, record.checkpoint);
             row.calls = calls_json(&record.calls);
             row.answers = record.answers.map(|answers| json!(answers));
+            row.effects = (!record.effects.is_empty()).then(|| {
+                let effects: Vec<Value> = record
+                    .effects
+                    .iter()
+                    .map(|(node, writes)| json!({ "node": node, "writes": writes }))
+                    .collect();
+                Value::Array(effects)
+            });
             self.append(transaction, row, record.end)
                 .await
                 .map_err(|err| format!("cannot record the step: {err}"))

@@ -317,13 +317,13 @@ fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
 }
 
 /// Inserts the run, running and held, then (in the same statement) its input step — if the
-/// thread is still on version `$16` and has no entry at `$3` or after.
-/// `$13` context, `$14` owner, `$15` lease in seconds; `$1`…`$12` as in `append_step`.
+/// thread is still on version `$17` and has no entry at `$3` or after.
+/// `$14` context, `$15` owner, `$16` lease in seconds; `$1`…`$13` as in `append_step`.
 const START_RUN: &str = concat!(
     "WITH run AS (INSERT INTO runs (id, thread_id, status, input, context, lease_owner, lease_expires, fence, \
              graph_version) \
-         SELECT $2, $1, 'running', '{}', $13, $14, now() + make_interval(secs => $15), 1, $16 \
-         WHERE EXISTS (SELECT 1 FROM threads WHERE id = $1 AND graph_version = $16) \
+         SELECT $2, $1, 'running', '{}', $14, $15, now() + make_interval(secs => $16), 1, $17 \
+         WHERE EXISTS (SELECT 1 FROM threads WHERE id = $1 AND graph_version = $17) \
            AND NOT EXISTS (SELECT 1 FROM steps WHERE thread_id = $1 AND seq >= $3) \
          RETURNING id), \
      touched AS (UPDATE threads SET updated_at = now() WHERE id = $1 AND EXISTS (SELECT 1 FROM run)), ",

@@ -379,3 +379,32 @@ async fn a_fork_replays_its_own_runs_from_the_state_it_began_with(pool: PgPool) 
     assert_eq!(again.state["last"], json!("three"));
     assert_eq!(again.state["messages"].as_array().unwrap().len(), 4);
 }
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn sql_inside_subgraphs_and_maps_is_given_back_from_the_log(pool: PgPool) {
+    sqlx::query("CREATE TABLE notes (id serial PRIMARY KEY, text text NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO notes (text) VALUES ('rent'), ('food')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let nested = graph("nested_sql");
+    let thread = record(&pool, &nested, "", &[json!({ "words": ["tea", "milk"] })]).await;
+    let store = Store::new(pool.clone());
+    let head = store.head(&nested, thread, None).await.unwrap();
+    assert_eq!(
+        (&head.state["count"], &head.state["upper"]),
+        (&json!(2), &json!(["TEA", "MILK"]))
+    );
+    // The data changes; the replay, with no database at all, still sees what the run saw.
+    sqlx::query("INSERT INTO notes (text) VALUES ('travel')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        replay::check(&store, thread, None).await.unwrap(),
+        Replayed::Same { runs: 1, steps: 2 }
+    );
+}
