@@ -297,7 +297,12 @@ impl<'a> Drive<'a> {
             return Ok(outcome.end);
         }
         let shared = Arc::into_inner(shared).ok_or("a step's tasks outlived it")?;
-        let (transaction, calls, effects) = shared.into_parts();
+        let journal::StepParts {
+            transaction,
+            calls,
+            effects,
+            subgraphs,
+        } = shared.into_parts();
         let end = match outcome.end {
             StepEnd::Waiting => Some(RunStatus::Interrupted),
             StepEnd::Merged if checkpoint.next.is_empty() => Some(RunStatus::Succeeded),
@@ -310,6 +315,7 @@ impl<'a> Drive<'a> {
             checkpoint,
             calls,
             effects,
+            subgraphs,
             end,
             answers,
         };

@@ -137,7 +137,11 @@ impl NodeKind for SubgraphNode {
             }
         };
         match outcome.status {
-            RunStatus::Succeeded => cx.writes(self.writes.as_ref(), Value::Object(outcome.output)),
+            RunStatus::Succeeded => {
+                cx.shared
+                    .record_subgraph(cx.path.clone(), outcome.checkpoint.state);
+                cx.writes(self.writes.as_ref(), Value::Object(outcome.output))
+            }
             RunStatus::Interrupted => Err(NodeError::Wait(Waiting::Subgraph {
                 checkpoint: Box::new(outcome.checkpoint),
             })),

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::RunStatus;
-use super::checkpoint::{Checkpoint, Write};
+use super::checkpoint::{Checkpoint, State, Write};
 use super::task::Answers;
 use crate::llm::LlmCall;
 
@@ -36,6 +36,8 @@ pub struct StepRecord<'a> {
     /// What the nodes inside subgraphs and maps that reach outside the graph (`sql`, `now`)
     /// wrote, by node path, in the order they finished: a replay gives them back.
     pub effects: Vec<(String, Vec<Write>)>,
+    /// The state each subgraph run in the step ended with, by node path.
+    pub subgraphs: Vec<(String, State)>,
     /// How the run ends with this step: `None` while it goes on.
     pub end: Option<RunStatus>,
     /// The answers to interrupts the run was resumed with, when this step took them.
@@ -61,6 +63,15 @@ pub(crate) struct StepShared {
     transaction: Arc<tokio::sync::Mutex<Option<StepTransaction>>>,
     calls: Mutex<Vec<(String, LlmCall)>>,
     effects: Mutex<Vec<(String, Vec<Write>)>>,
+    subgraphs: Mutex<Vec<(String, State)>>,
+}
+
+/// What the nodes of a step left in [`StepShared`].
+pub(crate) struct StepParts {
+    pub(crate) transaction: Option<StepTransaction>,
+    pub(crate) calls: Vec<(String, LlmCall)>,
+    pub(crate) effects: Vec<(String, Vec<Write>)>,
+    pub(crate) subgraphs: Vec<(String, State)>,
 }
 
 impl StepShared {
@@ -83,21 +94,18 @@ impl StepShared {
         self.effects.lock().expect("effects lock").push((node, writes));
     }
 
-    /// The step's transaction, if one was begun, its calls and its nested effects.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        Option<StepTransaction>,
-        Vec<(String, LlmCall)>,
-        Vec<(String, Vec<Write>)>,
-    ) {
-        let transaction = Arc::into_inner(self.transaction).and_then(tokio::sync::Mutex::into_inner);
-        (
-            transaction,
-            self.calls.into_inner().expect("calls lock"),
-            self.effects.into_inner().expect("effects lock"),
-        )
+    pub(crate) fn record_subgraph(&self, node: String, state: State) {
+        self.subgraphs.lock().expect("subgraphs lock").push((node, state));
+    }
+
+    /// The step's transaction, if one was begun, its calls, nested effects and subgraph states.
+    pub(crate) fn into_parts(self) -> StepParts {
+        StepParts {
+            transaction: Arc::into_inner(self.transaction).and_then(tokio::sync::Mutex::into_inner),
+            calls: self.calls.into_inner().expect("calls lock"),
+            effects: self.effects.into_inner().expect("effects lock"),
+            subgraphs: self.subgraphs.into_inner().expect("subgraphs lock"),
+        }
     }
 }
 

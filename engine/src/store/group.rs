@@ -151,15 +151,16 @@ pub(crate) const END: &str = concat!(
 const BATCH: &str = "\
     WITH input AS (SELECT * FROM jsonb_to_recordset($1) AS i(thread_id uuid, run_id uuid, seq bigint, \
         step integer, nodes text[], writes jsonb, position jsonb, items jsonb, state jsonb, lengths jsonb, \
-        calls jsonb, answers jsonb, effects jsonb, fence bigint, owner text, status text)), \
+        calls jsonb, answers jsonb, effects jsonb, subgraphs jsonb, fence bigint, owner text, status text)), \
     fenced AS (SELECT i.* FROM input i JOIN runs r ON r.id = i.run_id AND r.thread_id = i.thread_id \
         AND r.fence = i.fence \
         AND r.lease_owner = i.owner AND r.status = 'running' FOR SHARE OF r), \
     ended AS (UPDATE runs r SET status = f.status, lease_owner = NULL, lease_expires = NULL, updated_at = now() \
         FROM fenced f WHERE r.id = f.run_id AND f.status IS NOT NULL), \
-    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls, answers, effects) \
-        SELECT thread_id, seq, run_id, step, nodes, writes, position, calls, answers, effects FROM fenced \
-        RETURNING run_id), \
+    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls, answers, effects, \
+            subgraphs) \
+        SELECT thread_id, seq, run_id, step, nodes, writes, position, calls, answers, effects, subgraphs \
+        FROM fenced RETURNING run_id), \
     items AS (INSERT INTO items (thread_id, field, idx, seq, value) \
         SELECT f.thread_id, x.field, x.idx, f.seq, x.value \
         FROM fenced f CROSS JOIN LATERAL jsonb_to_recordset(f.items) AS x(field text, idx integer, value jsonb)), \
@@ -185,6 +186,7 @@ fn batch_row(append: &Append) -> Value {
         "calls": row.calls,
         "answers": row.answers,
         "effects": row.effects,
+        "subgraphs": row.subgraphs,
         "fence": append.fence,
         "owner": append.owner,
         "status": append.end,
@@ -235,6 +237,7 @@ mod tests {
             calls: None,
             answers: None,
             effects: None,
+            subgraphs: None,
         };
         Append {
             row,

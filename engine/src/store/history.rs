@@ -59,6 +59,29 @@ impl Store {
         Ok(items)
     }
 
+    /// The states inside the subgraphs of `thread` after log entry `at` (the latest when
+    /// `None`), by node path: each subgraph that ran in that step, with the state it ended
+    /// with, and each one paused there, with the state it waits in (nested ones as
+    /// `outer/inner`).
+    pub async fn inside(&self, thread: Uuid, at: Option<i64>) -> Result<Vec<(String, Value)>, StoreError> {
+        let row: Option<(Option<Value>, Value)> = sqlx::query_as(
+            "SELECT subgraphs, position FROM steps WHERE thread_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(thread)
+        .bind(at.unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
+        .await?;
+        let mut states = Vec::new();
+        if let Some((subgraphs, position)) = row {
+            for ran in subgraphs.iter().filter_map(Value::as_array).flatten() {
+                let node = ran["node"].as_str().unwrap_or_default().to_owned();
+                states.push((node, ran["state"].clone()));
+            }
+            paused(&position["waiting"], "", &mut states);
+        }
+        Ok(states)
+    }
+
     /// The bytes each run of a thread stored (its log entries, the items and snapshots they
     /// wrote, with their model calls, as `pg_column_size` counts them), oldest run first: what
     /// a turn of a conversation costs in storage.
@@ -114,5 +137,16 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(gone as u64)
+    }
+}
+
+/// The states of the subgraphs waiting in a position's `waiting`, and of those they wait in.
+fn paused(waiting: &Value, prefix: &str, states: &mut Vec<(String, Value)>) {
+    for (node, wait) in waiting.as_object().into_iter().flatten() {
+        if wait["kind"] == "subgraph" {
+            let path = format!("{prefix}{node}");
+            states.push((path.clone(), wait["checkpoint"]["state"].clone()));
+            paused(&wait["checkpoint"]["waiting"], &format!("{path}/"), states);
+        }
     }
 }

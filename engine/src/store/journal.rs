@@ -38,6 +38,8 @@ pub(crate) struct StepRow {
     pub(crate) answers: Option<Value>,
     /// `[{node, writes}]` of nested nodes that reach outside the graph, or `None`.
     pub(crate) effects: Option<Value>,
+    /// `[{node, state}]`: the state each subgraph run of the step ended with, or `None`.
+    pub(crate) subgraphs: Option<Value>,
 }
 
 /// The statement's tail, shared by every way of appending a step. It follows a `run` CTE
@@ -46,8 +48,10 @@ pub(crate) struct StepRow {
 macro_rules! append_step_sql {
     () => {
         "\
-    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls, answers, effects) \
-        SELECT $1, $3, run.id, $4, $5, $6, $7, $11, $12, $13 FROM run RETURNING seq), \
+    step AS (INSERT INTO steps (thread_id, seq, run_id, step, nodes, writes, position, calls, answers, effects, \
+            subgraphs) \
+        SELECT $1, $3, run.id, $4, $5, $6, $7, $11, $12, NULLIF($13::jsonb -> 'effects', 'null'), \
+            NULLIF($13::jsonb -> 'subgraphs', 'null') FROM run RETURNING seq), \
     items AS (INSERT INTO items (thread_id, field, idx, seq, value) \
         SELECT $1, i.field, i.idx, $3, i.value \
         FROM step, jsonb_to_recordset($8) AS i(field text, idx integer, value jsonb)), \
@@ -77,7 +81,7 @@ pub(crate) fn append_step<'q>(
         .bind(lengths)
         .bind(row.calls.clone())
         .bind(row.answers.clone())
-        .bind(row.effects.clone())
+        .bind(json!({ "effects": row.effects, "subgraphs": row.subgraphs }))
 }
 
 /// Records one run's steps in its thread's log, under the run's lease.
@@ -179,6 +183,7 @@ impl RunJournal {
             calls: None,
             answers: None,
             effects: None,
+            subgraphs: None,
         }
     }
 
@@ -255,6 +260,14 @@ impl Journal for RunJournal {
                     .map(|(node, writes)| json!({ "node": node, "writes": writes }))
                     .collect();
                 Value::Array(effects)
+            });
+            row.subgraphs = (!record.subgraphs.is_empty()).then(|| {
+                let states: Vec<Value> = record
+                    .subgraphs
+                    .iter()
+                    .map(|(node, state)| json!({ "node": node, "state": state }))
+                    .collect();
+                Value::Array(states)
             });
             self.append(transaction, row, record.end)
                 .await

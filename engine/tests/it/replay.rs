@@ -199,6 +199,16 @@ async fn a_subgraph_that_paused_and_a_map_replay_with_the_recorded_answers(pool:
     // No model, no answers from anyone: the recording has both.
     let replayed = replay::check(&store, thread.id, None).await.unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 1, steps: 3 });
+
+    // Inside the subgraph: where it waited (entry 2), and how it ended (entry 3).
+    let waiting = store.inside(thread.id, Some(2)).await.unwrap();
+    assert_eq!(waiting, [("ask".to_owned(), json!({ "topic": "tides" }))]);
+    let ended = store.inside(thread.id, Some(3)).await.unwrap();
+    assert_eq!(
+        ended,
+        [("ask".to_owned(), json!({ "topic": "tides", "confirmed": true }))]
+    );
+    assert_eq!(store.inside(thread.id, None).await.unwrap(), []);
 }
 
 #[sqlx::test(migrator = "engine::store::MIGRATOR")]

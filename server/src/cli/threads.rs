@@ -128,6 +128,9 @@ pub(crate) async fn thread(command: ThreadCommand, config: &Path) -> anyhow::Res
                 );
             }
             println!("{}", serde_json::to_string_pretty(&head.state)?);
+            for (node, state) in store.inside(id, at).await? {
+                println!("inside `{node}`:\n{}", serde_json::to_string_pretty(&state)?);
+            }
         }
         ThreadCommand::History { id, db } => {
             let store = store(db.as_deref(), config.as_ref()).await?;
