@@ -67,7 +67,15 @@ pub enum ReplayError {
 
 /// Replays every run of `thread`, each with the graph version it ran — or, with `graph`, with
 /// that graph instead, to see whether it would have done the same.
-pub async fn check(store: &Store, thread: Uuid, graph: Option<&Graph>) -> Result<Replayed, ReplayError> {
+///
+/// With `from`, only what follows log entry `from` is replayed: the run it is part of from
+/// there (from the state and position recorded at it), and the runs after.
+pub async fn check(
+    store: &Store,
+    thread: Uuid,
+    graph: Option<&Graph>,
+    from: Option<i64>,
+) -> Result<Replayed, ReplayError> {
     let entries = store.history(thread).await?;
     if let Some(first) = entries.first()
         && first.seq != 1
@@ -96,6 +104,17 @@ pub async fn check(store: &Store, thread: Uuid, graph: Option<&Graph>) -> Result
         if is_fork_seed(&run[0]) {
             continue; // the state a fork began with: no run of the graph to replay
         }
+        // With `from`: skip what came before it, and start a run that holds it there.
+        let start = from.map_or(0, |from| {
+            run.iter()
+                .take_while(|entry| entry.seq <= from)
+                .count()
+                .saturating_sub(1)
+        });
+        if from.is_some_and(|from| run.last().is_some_and(|last| last.seq <= from)) {
+            continue;
+        }
+        let run = &run[start..];
         let (context, version) = runs
             .get(&run[0].run_id)
             .cloned()
@@ -159,17 +178,16 @@ async fn replay_run(
     context: State,
     items: &BTreeMap<i64, Vec<(String, Value)>>,
 ) -> Result<Option<Divergence>, ReplayError> {
+    // `input` is where the replay starts: the run's input, or a later entry of it.
     let (input, steps) = (&run[0], &run[1..]);
     let unsupported = |reason: &str| ReplayError::Unsupported {
         run: input.run_id,
         reason: reason.to_owned(),
     };
-    if input.step != 0 {
-        return Err(unsupported("its log does not start with its input"));
-    }
     let head = store.head(graph, thread, Some(input.seq)).await?;
     let position: Position = serde_json::from_value(input.position.clone())
-        .map_err(|err| unsupported(&format!("its input entry cannot be read: {err}")))?;
+        .map_err(|err| unsupported(&format!("its entry {} cannot be read: {err}", input.seq)))?;
+    let paused = !position.waiting.is_empty();
     let checkpoint = Checkpoint::from_parts(head.state, context, position);
 
     let mut recorded = Recorded::default();
@@ -201,7 +219,12 @@ async fn replay_run(
         next: Mutex::new(0),
         divergence: Mutex::new(None),
     };
-    let (mut checkpoint, mut answers) = (checkpoint, Answers::new());
+    // Starting at a pause: the next entry took the answers it was resumed with.
+    let answers = match steps.first().and_then(|entry| entry.answers.as_ref()) {
+        Some(Value::Object(given)) if paused => given.clone().into_iter().collect(),
+        _ => Answers::new(),
+    };
+    let (mut checkpoint, mut answers) = (checkpoint, answers);
     let outcome = loop {
         let outcome = engine
             .run_journaled(graph, checkpoint, answers, &Events::none(), &verifier)

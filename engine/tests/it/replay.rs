@@ -60,7 +60,7 @@ async fn a_recorded_conversation_replays_exactly_without_any_model(pool: PgPool)
     )
     .await;
     // The replay has only the recorded replies: any other call to a model would fail it.
-    let replayed = replay::check(&Store::new(pool.clone()), thread, None)
+    let replayed = replay::check(&Store::new(pool.clone()), thread, None, None)
         .await
         .unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 3, steps: 6 });
@@ -75,7 +75,7 @@ async fn sql_results_come_from_the_recording(pool: PgPool) {
     let save = graph("save");
     let inputs = [json!({ "note": "rent" }), json!({ "note": "food" })];
     let thread = record(&pool, &save, "think: [Fine, Also fine]", &inputs).await;
-    let replayed = replay::check(&Store::new(pool.clone()), thread, None)
+    let replayed = replay::check(&Store::new(pool.clone()), thread, None, None)
         .await
         .unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 2, steps: 2 });
@@ -92,7 +92,7 @@ async fn routes_and_loops_replay_step_by_step(pool: PgPool) {
     let path = Path::new("tests/it/data/run/loop.yaml");
     let looped = engine::load_with(&crate::fixtures(), path, &fixture_options()).unwrap();
     let thread = record(&pool, &looped, "", &[json!({ "limit": 3 })]).await;
-    let replayed = replay::check(&Store::new(pool.clone()), thread, None)
+    let replayed = replay::check(&Store::new(pool.clone()), thread, None, None)
         .await
         .unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 1, steps: 6 });
@@ -122,7 +122,7 @@ async fn a_changed_template_is_found_and_its_node_named(pool: PgPool) {
         &fixture_options(),
     )
     .unwrap();
-    let replayed = replay::check(&Store::new(pool.clone()), thread, Some(&changed))
+    let replayed = replay::check(&Store::new(pool.clone()), thread, Some(&changed), None)
         .await
         .unwrap();
     let Replayed::Diverged(divergence) = replayed else {
@@ -157,7 +157,7 @@ async fn a_changed_expression_is_found_at_its_field(pool: PgPool) {
         &fixture_options(),
     )
     .unwrap();
-    let replayed = replay::check(&Store::new(pool.clone()), thread, Some(&changed))
+    let replayed = replay::check(&Store::new(pool.clone()), thread, Some(&changed), None)
         .await
         .unwrap();
     let Replayed::Diverged(divergence) = replayed else {
@@ -197,8 +197,16 @@ async fn a_subgraph_that_paused_and_a_map_replay_with_the_recorded_answers(pool:
     assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
 
     // No model, no answers from anyone: the recording has both.
-    let replayed = replay::check(&store, thread.id, None).await.unwrap();
+    let replayed = replay::check(&store, thread.id, None, None).await.unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 1, steps: 3 });
+
+    // From a checkpoint: the pause (entry 2), resumed with its answers; then entry 3.
+    let from_pause = replay::check(&store, thread.id, None, Some(2)).await.unwrap();
+    assert_eq!(from_pause, Replayed::Same { runs: 1, steps: 2 });
+    let from_three = replay::check(&store, thread.id, None, Some(3)).await.unwrap();
+    assert_eq!(from_three, Replayed::Same { runs: 1, steps: 1 });
+    let after_all = replay::check(&store, thread.id, None, Some(4)).await.unwrap();
+    assert_eq!(after_all, Replayed::Same { runs: 0, steps: 0 });
 
     // Inside the subgraph: where it waited (entry 2), and how it ended (entry 3).
     let waiting = store.inside(thread.id, Some(2)).await.unwrap();
@@ -249,7 +257,7 @@ async fn each_run_replays_with_the_version_it_ran(pool: PgPool) {
     .unwrap();
     store.pin(thread, &newer).await.unwrap();
     turn("second").await;
-    let replayed = replay::check(&store, thread, None).await.unwrap();
+    let replayed = replay::check(&store, thread, None, None).await.unwrap();
     assert_eq!(replayed, Replayed::Same { runs: 2, steps: 4 });
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -379,7 +387,7 @@ async fn a_fork_replays_its_own_runs_from_the_state_it_began_with(pool: PgPool) 
     };
     assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
     assert_eq!(
-        replay::check(&store, fork, None).await.unwrap(),
+        replay::check(&store, fork, None, None).await.unwrap(),
         Replayed::Same { runs: 1, steps: 2 }
     );
     // A what-if of the fork runs its one run again, not the state it began with.
@@ -414,7 +422,47 @@ async fn sql_inside_subgraphs_and_maps_is_given_back_from_the_log(pool: PgPool) 
         .await
         .unwrap();
     assert_eq!(
-        replay::check(&store, thread, None).await.unwrap(),
+        replay::check(&store, thread, None, None).await.unwrap(),
         Replayed::Same { runs: 1, steps: 2 }
     );
+}
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn a_thread_with_every_kind_of_step_replays_with_no_model_at_all(pool: PgPool) {
+    let tour = graph("tour");
+    let script = "\"explain[0]\": [Tides follow the moon.]\n\"explain[1]\": [{ text: Eclipses line up., delay_ms: 20 }]";
+    let engine = Engine::new(Arc::new(Scripted::parse(script).unwrap()));
+    let store = Store::new(pool.clone());
+    let worker = Worker::new(engine, store.clone(), "recorder");
+    let thread = worker.create_thread(&tour, json!({})).await.unwrap().id;
+    let input = object(json!({ "topics": ["tides", "eclipses"] }));
+    let Ran::Ran { run, outcome } = worker
+        .start(thread, input, State::new(), StartMode::Reject, &Events::none())
+        .await
+        .unwrap()
+    else {
+        panic!("queued")
+    };
+    assert_eq!(outcome.status, RunStatus::Interrupted);
+    let answers = [("confirm/ask".to_owned(), json!({ "confirmed": true }))]
+        .into_iter()
+        .collect();
+    let Ran::Ran { outcome, .. } = worker.resume(run, answers, &Events::none()).await.unwrap() else {
+        panic!("queued")
+    };
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
+    assert_eq!(
+        outcome.output,
+        object(json!({
+            "confirmed": true,
+            "notes": ["Tides follow the moon.", "Eclipses line up."],
+            "rounds": 2,
+            "verdict": "agreed",
+        }))
+    );
+    // The replay's only model is the recording: a call it does not hold fails the replay.
+    let replayed = replay::check(&store, thread, None, None).await.unwrap();
+    // The pause, confirm, explain, then again and decide twice (the loop), and agreed (the
+    // branch decide took).
+    assert_eq!(replayed, Replayed::Same { runs: 1, steps: 8 });
 }

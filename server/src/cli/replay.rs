@@ -34,12 +34,16 @@ pub(crate) struct ReplayArgs {
     /// thread's graph in `graphs/`).
     #[arg(long)]
     graph: Option<PathBuf>,
-    /// Without `--check`: replay the runs after this log entry (0, every run, by default).
+    /// Replay what follows this log entry (0, everything, by default). With `--check`, the run
+    /// it is part of is replayed from there; without, the runs after it.
     #[arg(long, default_value_t = 0)]
     from: i64,
     /// Without `--check`: where the models' replies come from, `config` or `scripted:FILE`.
     #[arg(long, default_value = "config")]
     llm: String,
+    /// Without `--check`: the configured models (`--llm config`, the default).
+    #[arg(long, conflicts_with = "llm")]
+    live: bool,
     /// Without `--check`: only this node asks the model; every other one gets its recorded
     /// replies.
     #[arg(long)]
@@ -69,7 +73,8 @@ pub(crate) async fn run(args: ReplayArgs, config: &std::path::Path) -> anyhow::R
     };
     let mut same = true;
     for thread in threads {
-        match replay::check(&store, thread, current.as_ref()).await? {
+        let from = (args.from > 0).then_some(args.from);
+        match replay::check(&store, thread, current.as_ref(), from).await? {
             Replayed::Same { runs, steps } => {
                 let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
                 println!(
@@ -113,7 +118,8 @@ async fn what_if(args: ReplayArgs, config: &std::path::Path) -> anyhow::Result<E
             None => crate::cli::graph_path(&row.graph)?,
         };
         let graph = crate::cli::load_graph(&path, config.as_ref())?;
-        let mut llm = crate::cli::run::llm_for_worker(&args.llm, config.as_ref())?;
+        let choice = if args.live { "config" } else { args.llm.as_str() };
+        let mut llm = crate::cli::run::llm_for_worker(choice, config.as_ref())?;
         if let Some(node) = &args.only {
             llm = Arc::new(replay::OnlyLive::new(&store, thread, args.from, node, llm).await?);
         }

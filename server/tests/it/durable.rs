@@ -320,6 +320,24 @@ async fn a_what_if_replay_shows_what_a_new_reply_changes() {
         lines[1..],
         [r#"  answer (by `ask`): [{"op":"replace","path":"","value":"Forty-three."}]"#]
     );
+    // With its template changed, the graph no longer does what was recorded: `--check` names
+    // the node, and fails.
+    let changed = std::env::temp_dir().join(format!("finch-echo-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(changed.join("prompts")).unwrap();
+    std::fs::copy(repo_root().join(echo), changed.join("echo.yaml")).unwrap();
+    std::fs::write(changed.join("prompts/ask.j2"), "Answer briefly: {{ question }}\n").unwrap();
+    let graph = changed.join("echo.yaml");
+    let check = finch(
+        &db,
+        &["replay", &thread, "--check", "--graph", graph.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success(), "{stdout}");
+    assert!(stdout.contains("node `ask`"), "{stdout}");
+    std::fs::remove_dir_all(&changed).ok();
+
     // The original still replays as recorded, and so does the what-if's fork.
     let check = finch(&db, &["replay", "--check", "--all", "--since", "2000-01-01"])
         .output()
