@@ -353,3 +353,74 @@ async fn a_what_if_replay_shows_what_a_new_reply_changes() {
         "{stdout}"
     );
 }
+
+/// The README's time-travel walk-through, on the help desk example.
+#[tokio::test]
+async fn the_time_travel_walk_through_works_on_the_help_desk_example() {
+    let (db, _pool) = fresh_database().await;
+    let run = |args: &[&str]| {
+        let output = finch(&db, args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let script = "scripted:examples/helpdesk/helpdesk.script.yaml";
+    let first = run(&[
+        "run",
+        "examples/helpdesk/helpdesk.yaml",
+        "--thread",
+        "new",
+        "--input",
+        r#"{"messages": [{"role": "user", "content": "Please refund order 1042, it arrived broken."}]}"#,
+        "--context",
+        r#"{"customer_name": "Ada"}"#,
+        "--llm",
+        script,
+        "--answer",
+        r#"approve={"approved": true}"#,
+    ]);
+    let thread = first
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("thread ")
+        .to_owned();
+    assert_eq!(run(&["thread", "history", &thread]).lines().count(), 8);
+    assert!(run(&["thread", "show", &thread, "--at", "4"]).contains("\"refund\""));
+    assert_eq!(
+        run(&["replay", &thread, "--check"]).trim(),
+        format!("thread {thread}: 1 run, 7 steps, as recorded")
+    );
+    let fork = run(&[
+        "thread",
+        "fork",
+        &thread,
+        "--at",
+        "4",
+        "--set",
+        r#"refund.amount="240.00""#,
+    ]);
+    let diff = run(&["diff", &format!("{thread}@4"), fork.trim()]);
+    assert_eq!(
+        diff,
+        "refund (written by `fork`, entry 1, step 0)\n  replace refund/amount \"240.00\"\n"
+    );
+    let what_if = run(&[
+        "replay",
+        &thread,
+        "--graph",
+        "examples/helpdesk/helpdesk.yaml",
+        "--llm",
+        script,
+    ]);
+    let changed: Vec<&str> = what_if
+        .lines()
+        .skip(1)
+        .map(|line| line.split(' ').nth(2).unwrap_or_default())
+        .collect();
+    assert_eq!(changed, ["recorded_at"], "{what_if}");
+}
