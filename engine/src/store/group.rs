@@ -13,7 +13,9 @@ use std::mem;
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
-use sqlx::{PgPool, Row};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgPool, Postgres, Row};
 use tokio::sync::{Semaphore, oneshot};
 use uuid::Uuid;
 
@@ -119,28 +121,33 @@ async fn run(pool: &PgPool, batch: Vec<Queued>) {
 
 /// One step, in the statement of its own.
 pub(crate) async fn one(pool: &PgPool, append: &Append) -> Result<bool, StoreError> {
-    let query = match append.end {
-        None => append_step(sqlx::query(CONTINUE), &append.row)
-            .bind(append.fence)
-            .bind(&append.owner),
-        Some(status) => append_step(sqlx::query(END), &append.row)
-            .bind(append.fence)
-            .bind(&append.owner)
-            .bind(status),
-    };
-    let appended: i64 = query.fetch_one(pool).await?.try_get("appended")?;
+    let appended: i64 = statement(append).fetch_one(pool).await?.try_get("appended")?;
     Ok(appended == 1)
 }
 
+/// The statement that appends one step, fenced: [`CONTINUE`], or [`END`] for the step that
+/// ends (or pauses) its run. It yields `appended`: 1, or 0 when the lease was lost.
+pub(crate) fn statement(append: &Append) -> Query<'_, Postgres, PgArguments> {
+    let query = match append.end {
+        None => append_step(sqlx::query(CONTINUE), &append.row),
+        Some(_) => append_step(sqlx::query(END), &append.row),
+    };
+    let query = query.bind(append.fence).bind(&append.owner);
+    match append.end {
+        None => query,
+        Some(status) => query.bind(status),
+    }
+}
+
 /// A step of a run that goes on: the fence is checked (and held) with a share lock.
-pub(crate) const CONTINUE: &str = concat!(
+const CONTINUE: &str = concat!(
     "WITH run AS (SELECT id FROM runs WHERE id = $2 AND thread_id = $1 AND fence = $14 AND lease_owner = $15 \
          AND status = 'running' FOR SHARE), ",
     append_step_sql!()
 );
 
 /// The step a run ends (or pauses) with: the run's status changes in the same statement.
-pub(crate) const END: &str = concat!(
+const END: &str = concat!(
     "WITH run AS (UPDATE runs SET status = $16, lease_owner = NULL, lease_expires = NULL, updated_at = now() \
          WHERE id = $2 AND thread_id = $1 AND fence = $14 AND lease_owner = $15 AND status = 'running' \
          RETURNING id), ",

@@ -11,7 +11,7 @@ use sqlx::query::Query;
 use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
-use super::group::{Append, CONTINUE, END};
+use super::group::{Append, statement};
 use super::{Lease, Store, StoreError};
 use crate::graph::Graph;
 use crate::run::{Checkpoint, Journal, RunStatus, State, StepRecord, StepTransaction, Write};
@@ -215,16 +215,10 @@ impl RunJournal {
         let appended = match transaction {
             // The step's `sql` writes are in this transaction: it commits alone.
             Some(mut transaction) => {
-                let query = match append.end {
-                    None => append_step(sqlx::query(CONTINUE), &append.row)
-                        .bind(append.fence)
-                        .bind(&append.owner),
-                    Some(status) => append_step(sqlx::query(END), &append.row)
-                        .bind(append.fence)
-                        .bind(&append.owner)
-                        .bind(status),
-                };
-                let appended: i64 = query.fetch_one(&mut *transaction).await?.try_get("appended")?;
+                let appended: i64 = statement(&append)
+                    .fetch_one(&mut *transaction)
+                    .await?
+                    .try_get("appended")?;
                 if appended == 1 {
                     transaction.commit().await?;
                 }
