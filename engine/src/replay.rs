@@ -591,11 +591,13 @@ pub async fn what_if(
     })
 }
 
-/// A `sql` node that writes, in `graph` or a subgraph of it: its graph and id.
+/// A `sql` node that writes, in `graph`, a `map` of it, or a subgraph of it: its graph and id.
 fn sql_writer(graph: &Graph) -> Option<(String, String)> {
-    let own = graph.nodes.values().find(
-        |def| matches!(&def.node, crate::nodes::Node::Sql(sql) if sql.mode == crate::nodes::SqlMode::Write),
-    );
+    use crate::nodes::Node;
+    let own = graph.nodes.values().find(|def| match &def.node {
+        Node::Map(map) => map.node.node.writes_outside(),
+        node => node.writes_outside(),
+    });
     match own {
         Some(def) => Some((graph.name.clone(), def.id.to_string())),
         None => graph.subgraphs.values().find_map(|sub| sql_writer(sub)),

@@ -353,11 +353,19 @@ async fn a_what_if_replay_does_not_write_again(pool: PgPool) {
         matches!(&refused, Err(replay::WhatIfError::Writes { node, .. }) if node == "save"),
         "{refused:?}"
     );
+    // Writes inside a `map` are refused too.
+    let save_each = graph("save_each");
+    let thread = record(&pool, &save_each, "", &[json!({ "notes": ["rent", "food"] })]).await;
+    let refused = replay::what_if(&worker, thread, 0, &save_each).await;
+    assert!(
+        matches!(&refused, Err(replay::WhatIfError::Writes { node, .. }) if node == "save_each"),
+        "{refused:?}"
+    );
     let notes: i64 = sqlx::query_scalar("SELECT count(*) FROM notes")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(notes, 1);
+    assert_eq!(notes, 3, "the recordings wrote 3 notes; the what-ifs none");
 }
 
 #[sqlx::test(migrator = "engine::store::MIGRATOR")]
