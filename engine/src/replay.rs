@@ -7,22 +7,30 @@
 //!
 //! A run that paused at an interrupt is resumed with the answers its log kept, and the nodes
 //! inside subgraphs and maps that reach outside get the writes kept with their step.
+//! `recorded.rs` serves the recorded replies as a model; `what_if.rs` runs a thread's inputs
+//! again, with another graph or other models, in a fork.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::graph::Graph;
-use crate::llm::{LlmClient, LlmError, LlmErrorKind, LlmRequest, LlmResponse, TokenSink, Usage};
 use crate::run::{
     Answers, Checkpoint, Clock, Engine, Events, Journal, Position, Recorded, RunStatus, State, StepRecord,
     StepTransaction, Write,
 };
 use crate::store::{StepEntry, Store, StoreError, is_fork_seed};
+
+mod recorded;
+mod what_if;
+
+pub use recorded::OnlyLive;
+use recorded::RecordedModels;
+pub use what_if::{WhatIf, WhatIfError, what_if};
 
 /// Where a replay first differed from the recording.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -409,270 +417,5 @@ impl Journal for Verifier<'_> {
 
     fn fail<'a>(&'a self, _checkpoint: &'a Checkpoint, _error: &'a str) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
-    }
-}
-
-/// The recorded replies, by node path, in the order they were made; a request that is not the
-/// recorded one (by its hash) gets no reply.
-#[derive(Debug)]
-struct RecordedModels {
-    replies: Mutex<HashMap<String, VecDeque<Value>>>,
-    /// The first request that differed: its node, and how.
-    mismatch: Mutex<Option<(String, String)>>,
-}
-
-impl RecordedModels {
-    fn new(steps: &[StepEntry]) -> RecordedModels {
-        let mut replies: HashMap<String, VecDeque<Value>> = HashMap::new();
-        for call in steps.iter().flat_map(|entry| entry.calls.iter()) {
-            for call in call.as_array().into_iter().flatten() {
-                let node = call["node"].as_str().unwrap_or_default().to_owned();
-                replies.entry(node).or_default().push_back(call.clone());
-            }
-        }
-        RecordedModels {
-            replies: Mutex::new(replies),
-            mismatch: Mutex::new(None),
-        }
-    }
-
-    fn refuse(&self, request: &LlmRequest, message: String) -> LlmError {
-        let mut mismatch = self.mismatch.lock().expect("replay lock");
-        mismatch.get_or_insert_with(|| (request.node.clone(), message.clone()));
-        LlmError::new("recorded", &request.model, LlmErrorKind::Script(message))
-    }
-}
-
-impl LlmClient for RecordedModels {
-    fn complete<'a>(
-        &'a self,
-        request: &'a LlmRequest,
-        _tokens: Option<&'a TokenSink>,
-    ) -> BoxFuture<'a, Result<LlmResponse, LlmError>> {
-        Box::pin(async move {
-            let call = self
-                .replies
-                .lock()
-                .expect("replay lock")
-                .get_mut(&request.node)
-                .and_then(VecDeque::pop_front);
-            let Some(call) = call else {
-                return Err(self.refuse(request, "the recording has no model call here".to_owned()));
-            };
-            let recorded = call["request"]["hash"].as_str().unwrap_or_default();
-            if request.hash() != recorded {
-                let message = format!(
-                    "its request to the model differs from the recorded one (a template, the state or the graph changed); recorded {}",
-                    json!(call["request"]["messages"])
-                );
-                return Err(self.refuse(request, message));
-            }
-            Ok(recorded_response(&call))
-        })
-    }
-}
-
-/// What a what-if replay made: the new thread, and how many runs went into it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WhatIf {
-    pub fork: Uuid,
-    pub runs: usize,
-}
-
-/// Why a what-if replay stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum WhatIfError {
-    #[error(transparent)]
-    Replay(#[from] ReplayError),
-    #[error(transparent)]
-    Worker(#[from] crate::worker::WorkerError),
-    #[error(
-        "graph `{graph}` has the `sql` write node `{node}`: a what-if replay would apply its writes again, which it does not do"
-    )]
-    Writes { graph: String, node: String },
-    #[error("run `{run}` of the fork ended {status}: {error}")]
-    Run {
-        run: Uuid,
-        status: &'static str,
-        error: String,
-    },
-}
-
-impl From<StoreError> for WhatIfError {
-    fn from(err: StoreError) -> WhatIfError {
-        WhatIfError::Replay(ReplayError::Store(err))
-    }
-}
-
-/// Runs again, with `graph` and `worker`'s models, every run of `thread` that started after log
-/// entry `from`, each with its recorded input, context and answers, in a new thread forked at
-/// `from` and pinned to `graph`. The original thread is not touched; `sql` reads run against
-/// the database as it is now, and a graph with `sql` writes is refused.
-pub async fn what_if(
-    worker: &crate::worker::Worker,
-    thread: Uuid,
-    from: i64,
-    graph: &Graph,
-) -> Result<WhatIf, WhatIfError> {
-    if let Some((graph, node)) = sql_writer(graph) {
-        return Err(WhatIfError::Writes { graph, node });
-    }
-    let store = worker.store();
-    let entries = store.history(thread).await?;
-    let items = store.items(thread).await?;
-    let runs: HashMap<Uuid, Value> = store
-        .runs(thread)
-        .await?
-        .into_iter()
-        .map(|run| (run.id, run.context))
-        .collect();
-    // A fork's first entry is the state it began with, not a run: start from it at least.
-    let from = match entries.first() {
-        Some(first) if is_fork_seed(first) => from.max(first.seq),
-        _ => from,
-    };
-    // The state at `from` is read with the thread's own version; the fork then moves to `graph`.
-    let version = store.thread(thread).await?.graph_version;
-    let own = version_graph(store, &version).await?;
-    let fork = store.fork(&own, thread, Some(from), &[]).await?;
-    store.pin(fork.id, graph).await?;
-    let mut count = 0;
-    for run in split_by_run(&entries) {
-        let input_entry = &run[0];
-        if input_entry.seq <= from || input_entry.step != 0 || is_fork_seed(input_entry) {
-            continue;
-        }
-        let input: State = logged_writes(input_entry, &items)
-            .into_iter()
-            .map(|(_, write)| (write.field, write.value))
-            .collect();
-        let context = match runs.get(&input_entry.run_id) {
-            Some(Value::Object(context)) => context.clone(),
-            _ => State::new(),
-        };
-        let mut ran = worker
-            .start(
-                fork.id,
-                input,
-                context,
-                crate::store::StartMode::Reject,
-                &Events::none(),
-            )
-            .await?;
-        // A run that paused is resumed with the answers the recording gave it, in order.
-        let mut answers = run.iter().filter_map(|entry| entry.answers.clone());
-        loop {
-            let crate::worker::Ran::Ran { run: id, outcome } = ran else {
-                unreachable!("a fork has no other run to queue behind")
-            };
-            match (outcome.status, answers.next()) {
-                (RunStatus::Interrupted, Some(Value::Object(given))) => {
-                    ran = worker
-                        .resume(id, given.into_iter().collect(), &Events::none())
-                        .await?;
-                }
-                (RunStatus::Succeeded, _) => break,
-                (status, _) => {
-                    return Err(WhatIfError::Run {
-                        run: id,
-                        status: status.name(),
-                        error: outcome.error.unwrap_or_else(|| {
-                            "it waits for an answer the recording does not have".to_owned()
-                        }),
-                    });
-                }
-            }
-        }
-        count += 1;
-    }
-    Ok(WhatIf {
-        fork: fork.id,
-        runs: count,
-    })
-}
-
-/// A `sql` node that writes, in `graph`, a `map` of it, or a subgraph of it: its graph and id.
-fn sql_writer(graph: &Graph) -> Option<(String, String)> {
-    use crate::nodes::Node;
-    let own = graph.nodes.values().find(|def| match &def.node {
-        Node::Map(map) => map.node.node.writes_outside(),
-        node => node.writes_outside(),
-    });
-    match own {
-        Some(def) => Some((graph.name.clone(), def.id.to_string())),
-        None => graph.subgraphs.values().find_map(|sub| sql_writer(sub)),
-    }
-}
-
-/// Models for a what-if replay that changes one node: `node` asks `live`; every other node
-/// gets the replies it got in `thread`'s recording after log entry `from`, in order, whatever
-/// its prompt.
-#[derive(Debug)]
-pub struct OnlyLive {
-    node: String,
-    live: Arc<dyn LlmClient>,
-    recorded: RecordedModels,
-}
-
-impl OnlyLive {
-    pub async fn new(
-        store: &Store,
-        thread: Uuid,
-        from: i64,
-        node: &str,
-        live: Arc<dyn LlmClient>,
-    ) -> Result<OnlyLive, ReplayError> {
-        let mut entries = store.history(thread).await?;
-        entries.retain(|entry| entry.seq > from);
-        Ok(OnlyLive {
-            node: node.to_owned(),
-            live,
-            recorded: RecordedModels::new(&entries),
-        })
-    }
-}
-
-impl LlmClient for OnlyLive {
-    fn complete<'a>(
-        &'a self,
-        request: &'a LlmRequest,
-        tokens: Option<&'a TokenSink>,
-    ) -> BoxFuture<'a, Result<LlmResponse, LlmError>> {
-        if request.node == self.node {
-            return self.live.complete(request, tokens);
-        }
-        Box::pin(async move {
-            let call = self
-                .recorded
-                .replies
-                .lock()
-                .expect("replay lock")
-                .get_mut(&request.node)
-                .and_then(VecDeque::pop_front);
-            let Some(call) = call else {
-                let message = format!("the recording has no more replies for `{}`", request.node);
-                return Err(LlmError::new(
-                    "recorded",
-                    &request.model,
-                    LlmErrorKind::Script(message),
-                ));
-            };
-            Ok(recorded_response(&call))
-        })
-    }
-}
-
-/// A recorded call's reply.
-fn recorded_response(call: &Value) -> LlmResponse {
-    LlmResponse {
-        text: call["response"].as_str().unwrap_or_default().to_owned(),
-        usage: Usage {
-            prompt_tokens: call["prompt_tokens"].as_u64().unwrap_or(0),
-            completion_tokens: call["completion_tokens"].as_u64().unwrap_or(0),
-        },
-        latency_ms: call["latency_ms"].as_u64().unwrap_or(0),
-        provider: call["provider"].as_str().unwrap_or("recorded").to_owned(),
-        model: call["model"].as_str().unwrap_or_default().to_owned(),
-        attempts: 1,
     }
 }

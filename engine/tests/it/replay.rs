@@ -1,7 +1,7 @@
 //! Replays of recorded threads: no model, no database for the graph's `sql` nodes, and every
 //! step compared with the log.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use engine::llm::scripted::Scripted;
@@ -42,6 +42,20 @@ async fn record(
         assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.error);
     }
     thread.id
+}
+
+/// Another text for `prompts/run/reply.j2`.
+const ANSWER_TO: &str = "Answer to: {{ (messages | last).content }}\n";
+
+/// The fixture graph `graph`, loaded from a copy of the fixtures in which `edit` rewrote
+/// `file`; and the copy's folder, to remove after.
+fn changed_graph(graph: &str, file: &str, edit: impl FnOnce(String) -> String) -> (engine::Graph, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("finch-replay-{}", uuid::Uuid::new_v4()));
+    crate::versions::copy_dir(Path::new("tests/it/data"), &dir);
+    let text = std::fs::read_to_string(dir.join(file)).unwrap();
+    std::fs::write(dir.join(file), edit(text)).unwrap();
+    let graph = engine::load_with(&engine::Project::at(&dir), &dir.join(graph), &fixture_options()).unwrap();
+    (graph, dir)
 }
 
 fn message(text: &str) -> serde_json::Value {
@@ -109,19 +123,9 @@ async fn a_changed_template_is_found_and_its_node_named(pool: PgPool) {
     )
     .await;
     // The same graph with its reply template changed.
-    let dir = std::env::temp_dir().join(format!("finch-replay-{}", uuid::Uuid::new_v4()));
-    crate::versions::copy_dir(Path::new("tests/it/data"), &dir);
-    std::fs::write(
-        dir.join("prompts/run/reply.j2"),
-        "Answer to: {{ (messages | last).content }}\n",
-    )
-    .unwrap();
-    let changed = engine::load_with(
-        &engine::Project::at(&dir),
-        &dir.join("durable/chat.yaml"),
-        &fixture_options(),
-    )
-    .unwrap();
+    let (changed, dir) = changed_graph("durable/chat.yaml", "prompts/run/reply.j2", |_| {
+        ANSWER_TO.to_owned()
+    });
     let replayed = replay::check(&Store::new(pool.clone()), thread, Some(&changed), None)
         .await
         .unwrap();
@@ -143,20 +147,9 @@ async fn a_changed_expression_is_found_at_its_field(pool: PgPool) {
     let looped_path = Path::new("tests/it/data/run/loop.yaml");
     let looped = engine::load_with(&crate::fixtures(), looped_path, &fixture_options()).unwrap();
     let thread = record(&pool, &looped, "", &[json!({ "limit": 2 })]).await;
-    let dir = std::env::temp_dir().join(format!("finch-replay-{}", uuid::Uuid::new_v4()));
-    crate::versions::copy_dir(Path::new("tests/it/data"), &dir);
-    let text = std::fs::read_to_string(dir.join("run/loop.yaml")).unwrap();
-    std::fs::write(
-        dir.join("run/loop.yaml"),
-        text.replace("args: { count: \"1\" }", "args: { count: \"2\" }"),
-    )
-    .unwrap();
-    let changed = engine::load_with(
-        &engine::Project::at(&dir),
-        &dir.join("run/loop.yaml"),
-        &fixture_options(),
-    )
-    .unwrap();
+    let (changed, dir) = changed_graph("run/loop.yaml", "run/loop.yaml", |text| {
+        text.replace("args: { count: \"1\" }", "args: { count: \"2\" }")
+    });
     let replayed = replay::check(&Store::new(pool.clone()), thread, Some(&changed), None)
         .await
         .unwrap();
@@ -242,19 +235,9 @@ async fn each_run_replays_with_the_version_it_ran(pool: PgPool) {
     };
     turn("first").await;
     // The thread moves to a version with another reply template, then runs again.
-    let dir = std::env::temp_dir().join(format!("finch-replay-{}", uuid::Uuid::new_v4()));
-    crate::versions::copy_dir(Path::new("tests/it/data"), &dir);
-    std::fs::write(
-        dir.join("prompts/run/reply.j2"),
-        "Answer to: {{ (messages | last).content }}\n",
-    )
-    .unwrap();
-    let newer = engine::load_with(
-        &engine::Project::at(&dir),
-        &dir.join("durable/chat.yaml"),
-        &fixture_options(),
-    )
-    .unwrap();
+    let (newer, dir) = changed_graph("durable/chat.yaml", "prompts/run/reply.j2", |_| {
+        ANSWER_TO.to_owned()
+    });
     store.pin(thread, &newer).await.unwrap();
     turn("second").await;
     let replayed = replay::check(&store, thread, None, None).await.unwrap();

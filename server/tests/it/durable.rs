@@ -157,9 +157,10 @@ async fn killed_at(point: impl Fn(&Value) -> bool + Send + 'static) -> (Value, V
     (final_state(&pool, &thread).await, effects(&pool).await)
 }
 
-async fn uninterrupted() -> Value {
-    let (db, pool) = fresh_database().await;
-    let output = tokio::task::spawn_blocking(move || {
+/// Runs the crash graph to its end, never killed; the thread's id.
+async fn finished_run(db: &str) -> String {
+    let db = db.to_owned();
+    let first = tokio::task::spawn_blocking(move || {
         let (mut child, stdout) = start(&db);
         let lines: Vec<String> = stdout.lines().map(Result::unwrap).collect();
         assert!(child.wait().unwrap().success());
@@ -167,9 +168,15 @@ async fn uninterrupted() -> Value {
     })
     .await
     .unwrap();
-    let thread: Value = serde_json::from_str(&output).unwrap();
+    let thread: Value = serde_json::from_str(&first).unwrap();
+    thread["thread"].as_str().unwrap().to_owned()
+}
+
+async fn uninterrupted() -> Value {
+    let (db, pool) = fresh_database().await;
+    let thread = finished_run(&db).await;
     assert_eq!(effects(&pool).await, ["a", "b"]);
-    final_state(&pool, thread["thread"].as_str().unwrap()).await
+    final_state(&pool, &thread).await
 }
 
 #[tokio::test]
@@ -193,17 +200,7 @@ async fn a_run_killed_after_a_step_committed_is_finished_once() {
 #[tokio::test]
 async fn a_finished_thread_replays_as_recorded_without_running_its_sql() {
     let (db, pool) = fresh_database().await;
-    let url = db.clone();
-    let first = tokio::task::spawn_blocking(move || {
-        let (mut child, stdout) = start(&url);
-        let lines: Vec<String> = stdout.lines().map(Result::unwrap).collect();
-        assert!(child.wait().unwrap().success());
-        lines[0].clone()
-    })
-    .await
-    .unwrap();
-    let thread: Value = serde_json::from_str(&first).unwrap();
-    let thread = thread["thread"].as_str().unwrap().to_owned();
+    let thread = finished_run(&db).await;
     let output = finch(&db, &["replay", &thread, "--check"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -222,17 +219,7 @@ async fn a_finished_thread_replays_as_recorded_without_running_its_sql() {
 #[tokio::test]
 async fn a_thread_forked_with_an_edit_differs_from_it_by_that_edit() {
     let (db, _pool) = fresh_database().await;
-    let url = db.clone();
-    let first = tokio::task::spawn_blocking(move || {
-        let (mut child, stdout) = start(&url);
-        let lines: Vec<String> = stdout.lines().map(Result::unwrap).collect();
-        assert!(child.wait().unwrap().success());
-        lines[0].clone()
-    })
-    .await
-    .unwrap();
-    let thread: Value = serde_json::from_str(&first).unwrap();
-    let thread = thread["thread"].as_str().unwrap().to_owned();
+    let thread = finished_run(&db).await;
 
     let fork = finch(&db, &["thread", "fork", &thread, "--set", r#"note="snow""#])
         .output()
