@@ -145,25 +145,43 @@ impl Store {
             .bind(owner)
             .bind(self.lease.as_secs_f64())
             .bind(version);
-        let stale = StoreError::Stale { thread: first.thread };
-        match start.fetch_one(&self.pool).await {
-            Ok(row) if row.try_get::<i64, _>("appended")? == 1 => Ok(Started::Running(Lease {
-                run: first.run,
-                thread: first.thread,
-                fence: 1,
-                owner: owner.to_owned(),
-            })),
-            Ok(_) => Err(stale),
-            Err(err) if is_unique_violation(&err, "steps_pkey") => Err(stale),
-            Err(err) if is_unique_violation(&err, "runs_one_open_per_thread") => match mode {
-                StartMode::Reject => Err(self.conflict(first.thread).await),
-                StartMode::Enqueue => {
-                    self.queue_run(first.thread, first.run, input, context).await?;
-                    Ok(Started::Queued(first.run))
-                }
-            },
-            Err(err) => Err(err.into()),
+        let busy = match start.fetch_one(&self.pool).await {
+            Ok(row) if row.try_get::<i64, _>("appended")? == 1 => {
+                return Ok(Started::Running(Lease {
+                    run: first.run,
+                    thread: first.thread,
+                    fence: 1,
+                    owner: owner.to_owned(),
+                }));
+            }
+            // The thread moved on since it was read: because a run started on it meanwhile
+            // (which makes it busy), or for good (another run finished, a migrate).
+            Ok(_) => self.open_run(first.thread).await?.is_some(),
+            Err(err) if is_unique_violation(&err, "steps_pkey") => {
+                self.open_run(first.thread).await?.is_some()
+            }
+            Err(err) if is_unique_violation(&err, "runs_one_open_per_thread") => true,
+            Err(err) => return Err(err.into()),
+        };
+        match (busy, mode) {
+            (false, _) => Err(StoreError::Stale { thread: first.thread }),
+            (true, StartMode::Reject) => Err(self.conflict(first.thread).await),
+            (true, StartMode::Enqueue) => {
+                self.queue_run(first.thread, first.run, input, context).await?;
+                Ok(Started::Queued(first.run))
+            }
         }
+    }
+
+    /// The thread's running or interrupted run, if it has one.
+    async fn open_run(&self, thread: Uuid) -> Result<Option<Uuid>, StoreError> {
+        let open = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE thread_id = $1 AND status IN ('running', 'interrupted') LIMIT 1",
+        )
+        .bind(thread)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(open)
     }
 
     async fn queue_run(
@@ -186,18 +204,12 @@ impl Store {
     }
 
     async fn conflict(&self, thread: Uuid) -> StoreError {
-        let open: Result<Option<Uuid>, sqlx::Error> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE thread_id = $1 AND status IN ('running', 'interrupted') LIMIT 1",
-        )
-        .bind(thread)
-        .fetch_optional(&self.pool)
-        .await;
-        match open {
+        match self.open_run(thread).await {
             Ok(run) => StoreError::Conflict {
                 thread,
                 run: run.unwrap_or_default(),
             },
-            Err(err) => err.into(),
+            Err(err) => err,
         }
     }
 

@@ -602,3 +602,45 @@ async fn a_worker_reads_a_thread_again_when_another_worker_ran_it(pool: PgPool) 
     assert_eq!(contents, ["first", "one", "second", "two", "third", "three"]);
     assert_eq!(head.state["turns"], json!(3));
 }
+
+#[sqlx::test(migrator = "engine::store::MIGRATOR")]
+async fn two_requests_at_once_on_one_thread_run_one_and_refuse_or_queue_the_other(pool: PgPool) {
+    let store = Store::new(pool.clone());
+    let chat = graph("chat");
+    let slow =
+        "reply: [{ text: one, delay_ms: 300 }, { text: two, delay_ms: 300 }, { text: three, delay_ms: 300 }]";
+    let (a, b) = (
+        scripted_worker(&pool, store.clone(), slow, "a"),
+        scripted_worker(&pool, store.clone(), slow, "b"),
+    );
+    let thread = a.create_thread(&chat, json!({})).await.unwrap().id;
+    let events = Events::none();
+    for mode in [StartMode::Reject, StartMode::Enqueue] {
+        let (first, second) = tokio::join!(
+            a.start(thread, message("from a"), State::new(), mode, &events),
+            b.start(thread, message("from b"), State::new(), mode, &events),
+        );
+        let results = [first, second];
+        let ran = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Ran::Ran { outcome, .. }) if outcome.status == RunStatus::Succeeded))
+            .count();
+        let other = results
+            .iter()
+            .find(|r| !matches!(r, Ok(Ran::Ran { .. })))
+            .unwrap();
+        assert_eq!(ran, 1, "{mode:?}: {results:?}");
+        match mode {
+            StartMode::Reject => assert!(
+                matches!(
+                    other,
+                    Err(engine::worker::WorkerError::Store(
+                        engine::store::StoreError::Conflict { .. }
+                    ))
+                ),
+                "{other:?}"
+            ),
+            StartMode::Enqueue => assert!(matches!(other, Ok(Ran::Queued { .. })), "{other:?}"),
+        }
+    }
+}
