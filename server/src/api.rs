@@ -5,11 +5,19 @@
 //! Identity comes only from the bearer token ([`auth::Auth`]). Routes that took a `user_id` in
 //! the reference system still accept one, and answer 404 when it is not the caller's.
 
+mod accounts;
+mod analytics;
 mod auth;
+mod budgets;
+mod conversations;
+mod goals;
 mod health;
 mod idempotency;
+mod import;
+mod income;
 mod input;
 pub mod money;
+mod notifications;
 mod page;
 pub mod problem;
 mod request_log;
@@ -89,14 +97,43 @@ pub(crate) enum Tag {
     Conversations,
 }
 
-type Apis = (health::HealthApi, auth::AuthApi, users::UsersApi, transactions::TransactionsApi);
+type Apis = (
+    (health::HealthApi, auth::AuthApi, users::UsersApi),
+    (
+        transactions::TransactionsApi,
+        import::ImportApi,
+        budgets::BudgetsApi,
+    ),
+    (goals::GoalsApi, accounts::AccountsApi, income::IncomeApi),
+    (
+        analytics::AnalyticsApi,
+        notifications::NotificationsApi,
+        conversations::ConversationsApi,
+    ),
+);
 
 fn service(ctx: Ctx) -> OpenApiService<Apis, ()> {
     let apis = (
-        health::HealthApi(ctx.clone()),
-        auth::AuthApi(ctx.clone()),
-        users::UsersApi(ctx.clone()),
-        transactions::TransactionsApi(ctx),
+        (
+            health::HealthApi(ctx.clone()),
+            auth::AuthApi(ctx.clone()),
+            users::UsersApi(ctx.clone()),
+        ),
+        (
+            transactions::TransactionsApi(ctx.clone()),
+            import::ImportApi(ctx.clone()),
+            budgets::BudgetsApi(ctx.clone()),
+        ),
+        (
+            goals::GoalsApi(ctx.clone()),
+            accounts::AccountsApi(ctx.clone()),
+            income::IncomeApi(ctx.clone()),
+        ),
+        (
+            analytics::AnalyticsApi(ctx.clone()),
+            notifications::NotificationsApi(ctx.clone()),
+            conversations::ConversationsApi(ctx),
+        ),
     );
     OpenApiService::new(apis, "Finch", env!("CARGO_PKG_VERSION"))
         .description(
@@ -119,7 +156,7 @@ pub fn openapi_json() -> String {
 }
 
 /// The whole HTTP application over `db`.
-pub fn app(db: PgPool, config: &ApiConfig) -> impl Endpoint + 'static {
+pub fn app(db: PgPool, config: &ApiConfig) -> impl Endpoint<Output = poem::Response> + 'static {
     let ctx = Ctx {
         db,
         token_ttl: config.token_ttl,

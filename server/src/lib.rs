@@ -26,6 +26,10 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the HTTP API (and credit recurring income) until SIGTERM.
+    Serve(cli::serve::ServeArgs),
+    /// Create the demo user with a year of activity, and print its login.
+    SeedDemo(cli::serve::SeedDemoArgs),
     /// Check, draw, test and describe graph files.
     #[command(subcommand)]
     Graph(cli::graph::GraphCommand),
@@ -56,6 +60,8 @@ enum Command {
 /// Runs the command `args` names.
 pub async fn run(args: Args) -> ExitCode {
     let result = match args.command {
+        Command::Serve(serve) => cli::serve::serve(serve).await,
+        Command::SeedDemo(seed) => cli::serve::seed_demo(seed).await,
         Command::Graph(command) => cli::graph::run(command, &args.config).await,
         Command::Run(run) => cli::run::run(run, &args.config).await,
         Command::Migrate { db } => cli::migrate(db.as_deref()).await,

@@ -152,9 +152,7 @@ impl AuthApi {
         .fetch_one(&mut *tx)
         .await
         .map_err(|err| match ApiError::from(err) {
-            ApiError::Conflict { .. } => {
-                ApiError::conflict("email_taken", "a user with this email exists")
-            }
+            ApiError::Conflict { .. } => ApiError::conflict("email_taken", "a user with this email exists"),
             other => other,
         })?;
         sqlx::query("INSERT INTO credentials (user_id, password_hash) VALUES ($1, $2)")
@@ -163,8 +161,15 @@ impl AuthApi {
             .execute(&mut *tx)
             .await?;
         accounts::open_defaults(&mut tx, user_id, &currency).await?;
-        audit::record(&mut tx, user_id, "register", "user", Some(user_id), serde_json::json!({}))
-            .await?;
+        audit::record(
+            &mut tx,
+            user_id,
+            "register",
+            "user",
+            Some(user_id),
+            serde_json::json!({}),
+        )
+        .await?;
         let session = self.issue(&mut tx, user_id, email).await?;
         tx.commit().await?;
         Ok(Registered::Created(Json(session)))
@@ -200,8 +205,15 @@ impl AuthApi {
         }
         let mut tx = self.0.db.begin().await?;
         let session = self.issue(&mut tx, user_id, email).await?;
-        audit::record(&mut tx, user_id, "login", "user", Some(user_id), serde_json::json!({}))
-            .await?;
+        audit::record(
+            &mut tx,
+            user_id,
+            "login",
+            "user",
+            Some(user_id),
+            serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Json(session))
     }
@@ -218,17 +230,12 @@ impl AuthApi {
 }
 
 impl AuthApi {
-    async fn issue(
-        &self,
-        conn: &mut PgConnection,
-        user_id: i64,
-        email: String,
-    ) -> Result<Session, ApiError> {
+    async fn issue(&self, conn: &mut PgConnection, user_id: i64, email: String) -> Result<Session, ApiError> {
         let raw: [u8; 32] = rand::random();
         let token = URL_SAFE_NO_PAD.encode(raw);
         let hash = Sha256::digest(token.as_bytes()).to_vec();
-        let ttl = chrono::Duration::from_std(self.0.token_ttl)
-            .map_err(|err| ApiError::Internal(err.into()))?;
+        let ttl =
+            chrono::Duration::from_std(self.0.token_ttl).map_err(|err| ApiError::Internal(err.into()))?;
         let expires_at = Utc::now() + ttl;
         sqlx::query("INSERT INTO api_tokens (user_id, token_hash, expires_at) VALUES ($1, $2, $3)")
             .bind(user_id)
@@ -286,6 +293,9 @@ mod tests {
     #[test]
     fn the_dummy_hash_is_a_valid_argon2id_hash() {
         let result = Argon2::default().verify_password(b"anything", DUMMY_HASH);
-        assert!(matches!(result, Err(argon2::password_hash::Error::PasswordInvalid)), "{result:?}");
+        assert!(
+            matches!(result, Err(argon2::password_hash::Error::PasswordInvalid)),
+            "{result:?}"
+        );
     }
 }

@@ -61,9 +61,9 @@ impl Idempotency {
                 code: "idempotency_key_reused",
                 detail: "this Idempotency-Key was used for a different request".to_owned(),
             }),
-            Some((_, response)) => T::parse_from_json(Some(response))
-                .map(Some)
-                .map_err(|err| ApiError::Internal(anyhow::anyhow!("a stored response: {}", err.into_message()))),
+            Some((_, response)) => T::parse_from_json(Some(response)).map(Some).map_err(|err| {
+                ApiError::Internal(anyhow::anyhow!("a stored response: {}", err.into_message()))
+            }),
         }
     }
 

@@ -55,7 +55,10 @@ impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for Input<T> {
     ) -> poem::Result<Input<T>> {
         let is_json = request.content_type().is_some_and(|content_type| {
             content_type.starts_with("application/json")
-                || content_type.split(';').next().is_some_and(|t| t.ends_with("+json"))
+                || content_type
+                    .split(';')
+                    .next()
+                    .is_some_and(|t| t.ends_with("+json"))
         });
         if !is_json {
             return Err(ApiError::BadRequest {
@@ -95,7 +98,10 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<Input<T>, ApiEr
         let path = err.path().to_string();
         let message = err.into_inner().to_string();
         // serde reports a missing field at the object that lacks it.
-        match message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`')) {
+        match message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
             Some(field) if path == "." => ApiError::invalid(field, "is required"),
             Some(field) => ApiError::invalid(format!("{path}.{field}"), "is required"),
             None => ApiError::invalid(if path == "." { "body".to_owned() } else { path }, message),
@@ -129,10 +135,15 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         assert_eq!(
-            error(r#"{"rows": [{"amount": "1", "date": "2026-01-01"}, {"amount": "1.234", "date": "2026-01-01"}]}"#),
+            error(
+                r#"{"rows": [{"amount": "1", "date": "2026-01-01"}, {"amount": "1.234", "date": "2026-01-01"}]}"#
+            ),
             "rows[1].amount: `1.234` has more than two decimal places"
         );
-        assert_eq!(error(r#"{"rows": [{"amount": "1"}]}"#), "rows[0].date: is required");
+        assert_eq!(
+            error(r#"{"rows": [{"amount": "1"}]}"#),
+            "rows[0].date: is required"
+        );
         assert_eq!(error(r#"{}"#), "rows: is required");
         assert!(error("{").starts_with("the body is not valid JSON"));
     }

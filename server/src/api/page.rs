@@ -4,6 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use poem::Request;
 use poem::http::Uri;
 use poem_openapi::payload::{Json, Response};
 use poem_openapi::types::{ToJSON, Type};
@@ -52,7 +53,7 @@ pub(crate) fn limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, A
 /// The first `limit` of `rows` (fetched with one more than `limit`), with the next-page headers
 /// when there were more.
 pub(crate) fn page<R, T>(
-    uri: &Uri,
+    request: &Request,
     mut rows: Vec<R>,
     limit: i64,
     key: impl Fn(&R) -> Vec<Value>,
@@ -71,9 +72,18 @@ where
     match next {
         None => Response::new(items),
         Some(cursor) => Response::new(items)
-            .header("link", format!("<{}>; rel=\"next\"", next_url(uri, &cursor)))
+            .header(
+                "link",
+                format!("<{}>; rel=\"next\"", next_url(full_uri(request), &cursor)),
+            )
             .header("x-next-cursor", cursor),
     }
+}
+
+fn full_uri(request: &Request) -> &Uri {
+    request
+        .data::<super::request_log::FullUri>()
+        .map_or(request.uri(), |full| &full.0)
 }
 
 /// `uri` with its `cursor` parameter set to `cursor`.
@@ -101,7 +111,10 @@ mod tests {
     #[test]
     fn the_next_url_replaces_the_cursor() {
         let uri: Uri = "/api/x?limit=2&cursor=abc&start_date=2026-01-01".parse().unwrap();
-        assert_eq!(next_url(&uri, "def"), "/api/x?limit=2&start_date=2026-01-01&cursor=def");
+        assert_eq!(
+            next_url(&uri, "def"),
+            "/api/x?limit=2&start_date=2026-01-01&cursor=def"
+        );
         let cursor = encode(vec![Value::from(3)]);
         assert_eq!(decode(Some(&cursor)).unwrap(), Some(vec![Value::from(3)]));
         assert!(decode(Some("!!")).is_err());

@@ -19,10 +19,7 @@ use crate::finance::ledger::LedgerError;
 pub enum ApiError {
     /// A request that cannot be understood at all (malformed JSON, a bad parameter).
     #[error("{detail}")]
-    BadRequest {
-        detail: String,
-        field: Option<String>,
-    },
+    BadRequest { detail: String, field: Option<String> },
     #[error("this route needs a valid bearer token")]
     Unauthorized,
     #[error("the email or the password is wrong")]
@@ -186,9 +183,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Invalid { .. } | ApiError::Unprocessable { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Invalid { .. } | ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -14,12 +14,17 @@ pub(crate) fn request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// The request's URI as the client sent it; routes nested under a prefix see it stripped.
+#[derive(Debug, Clone)]
+pub(crate) struct FullUri(pub(crate) poem::http::Uri);
+
 /// Gives the request an id (the client's `X-Request-Id` if it is sane), runs it, logs it.
-pub(crate) async fn log<E: Endpoint>(endpoint: E, request: Request) -> poem::Result<Response> {
+pub(crate) async fn log<E: Endpoint>(endpoint: E, mut request: Request) -> poem::Result<Response> {
     let id = request
         .header("x-request-id")
         .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    request.set_data(FullUri(request.uri().clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = Instant::now();

@@ -2,7 +2,7 @@
 //! transactions, with the reference system's field names (`transaction_id`, `store_name`).
 
 use chrono::{DateTime, NaiveDate, Utc};
-use poem::http::Uri;
+use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Json, Response};
 use poem_openapi::{Object, OpenApi};
@@ -189,7 +189,7 @@ impl TransactionsApi {
     async fn list(
         &self,
         auth: Auth,
-        uri: &Uri,
+        request: &Request,
         user_id: Query<Option<i64>>,
         start_date: Query<Option<NaiveDate>>,
         end_date: Query<Option<NaiveDate>>,
@@ -206,8 +206,10 @@ impl TransactionsApi {
             ..Search::default()
         };
         let limit = page::limit(limit.0, 100, 1000)?;
-        let rows = self.search_rows(auth.0.user_id, &filter, cursor.0.as_deref(), limit).await?;
-        Ok(page::page(uri, rows, limit, key, Transaction::from))
+        let rows = self
+            .search_rows(auth.0.user_id, &filter, cursor.0.as_deref(), limit)
+            .await?;
+        Ok(page::page(request, rows, limit, key, Transaction::from))
     }
 
     /// Records a transaction; an expense in a budget may raise the budget's alerts.
@@ -238,7 +240,15 @@ impl TransactionsApi {
         let id = ledger::insert(&mut tx, user, &entry, today())
             .await?
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a plain insert was skipped")))?;
-        audit::record(&mut tx, user, "create", "transaction", Some(id), json!({"amount": entry.amount.to_string()})).await?;
+        audit::record(
+            &mut tx,
+            user,
+            "create",
+            "transaction",
+            Some(id),
+            json!({"amount": entry.amount.to_string()}),
+        )
+        .await?;
         let saved = TransactionSaved {
             success: true,
             transaction: fetch(&mut tx, user, id).await?,
@@ -278,7 +288,15 @@ impl TransactionsApi {
             today(),
         )
         .await?;
-        audit::record(&mut tx, user, "update", "transaction", Some(transaction_id.0), json!({})).await?;
+        audit::record(
+            &mut tx,
+            user,
+            "update",
+            "transaction",
+            Some(transaction_id.0),
+            json!({}),
+        )
+        .await?;
         let transaction = fetch(&mut tx, user, transaction_id.0).await?;
         tx.commit().await?;
         Ok(Json(TransactionSaved {
@@ -289,11 +307,23 @@ impl TransactionsApi {
 
     /// Deletes a transaction (it is kept, marked deleted) and reverses its effect on balances.
     #[oai(path = "/:transaction_id", method = "delete")]
-    async fn delete(&self, auth: Auth, transaction_id: Path<i64>) -> Result<Json<TransactionDeleted>, ApiError> {
+    async fn delete(
+        &self,
+        auth: Auth,
+        transaction_id: Path<i64>,
+    ) -> Result<Json<TransactionDeleted>, ApiError> {
         let user = auth.0.user_id;
         let mut tx = self.0.db.begin().await?;
         ledger::delete(&mut tx, user, transaction_id.0, today()).await?;
-        audit::record(&mut tx, user, "delete", "transaction", Some(transaction_id.0), json!({})).await?;
+        audit::record(
+            &mut tx,
+            user,
+            "delete",
+            "transaction",
+            Some(transaction_id.0),
+            json!({}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Json(TransactionDeleted {
             success: true,
@@ -336,7 +366,9 @@ impl TransactionsApi {
             transaction_type: transaction_type.0,
         };
         let limit = page::limit(limit.0, 100, 1000)?;
-        let mut rows = self.search_rows(auth.0.user_id, &filter, cursor.0.as_deref(), limit).await?;
+        let mut rows = self
+            .search_rows(auth.0.user_id, &filter, cursor.0.as_deref(), limit)
+            .await?;
         let next_cursor = match rows.len() as i64 > limit {
             true => {
                 rows.truncate(limit as usize);
@@ -410,7 +442,9 @@ impl TransactionsApi {
             query.push(" AND t.city ILIKE ").push_bind(contains(city));
         }
         if let Some(neighbourhood) = &filter.neighbourhood {
-            query.push(" AND t.neighbourhood ILIKE ").push_bind(contains(neighbourhood));
+            query
+                .push(" AND t.neighbourhood ILIKE ")
+                .push_bind(contains(neighbourhood));
         }
         if let Some(kind) = filter.transaction_type {
             query.push(" AND t.kind = ").push_bind(kind.as_str());
@@ -418,9 +452,16 @@ impl TransactionsApi {
         if let Some(after) = page::decode(cursor)? {
             let date: NaiveDate = page::part(&after, 0)?;
             let id: i64 = page::part(&after, 1)?;
-            query.push(" AND (t.date, t.id) < (").push_bind(date).push(", ").push_bind(id).push(")");
+            query
+                .push(" AND (t.date, t.id) < (")
+                .push_bind(date)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
         }
-        query.push(" ORDER BY t.date DESC, t.id DESC LIMIT ").push_bind(limit + 1);
+        query
+            .push(" ORDER BY t.date DESC, t.id DESC LIMIT ")
+            .push_bind(limit + 1);
         Ok(query.build_query_as().fetch_all(&self.0.db).await?)
     }
 }
@@ -432,7 +473,8 @@ async fn fetch(conn: &mut sqlx::PgConnection, user: i64, id: i64) -> Result<Tran
         .bind(id)
         .fetch_optional(conn)
         .await?;
-    row.map(Transaction::from).ok_or(ApiError::NotFound { what: "transaction" })
+    row.map(Transaction::from)
+        .ok_or(ApiError::NotFound { what: "transaction" })
 }
 
 /// Today, in UTC: the month budget alerts are about.

@@ -106,7 +106,10 @@ impl From<ProfileRow> for Profile {
             first_name: row.first_name,
             last_name: row.last_name,
             job_title: row.job_title,
-            employment_status: row.employment_status.as_deref().and_then(EmploymentStatus::from_db),
+            employment_status: row
+                .employment_status
+                .as_deref()
+                .and_then(EmploymentStatus::from_db),
             education_level: row.education_level.as_deref().and_then(EducationLevel::from_db),
             address: row.address,
             birthday: row.birthday,
@@ -163,8 +166,15 @@ impl UsersApi {
         .bind(currency)
         .execute(&mut *tx)
         .await?;
-        audit::record(&mut tx, auth.0.user_id, "update", "user", Some(auth.0.user_id), serde_json::json!({}))
-            .await?;
+        audit::record(
+            &mut tx,
+            auth.0.user_id,
+            "update",
+            "user",
+            Some(auth.0.user_id),
+            serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Json(self.load(auth.0.user_id).await?))
     }

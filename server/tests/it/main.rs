@@ -3,6 +3,7 @@
 //! The engine's own tests cover what each check finds; these check what the command line
 //! makes of it — exit codes, formats, default paths.
 
+mod api;
 mod durable;
 mod graph;
 mod run;

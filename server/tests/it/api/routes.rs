@@ -1,0 +1,525 @@
+//! Every route's success path, and the API's conventions: problem+json errors naming the
+//! field, idempotency keys, pagination, the OpenAPI document and the offline docs.
+
+use poem::http::Method;
+use serde_json::json;
+use server::api::ApiConfig;
+use sqlx::PgPool;
+
+use super::{Api, today};
+
+#[sqlx::test(migrations = "../migrations")]
+async fn every_route_answers_its_success_path(pool: PgPool) {
+    let api = Api::new(pool);
+    let health = api
+        .call(Method::GET, "/api/personal_assistant/health", None, None)
+        .await;
+    assert_eq!(
+        (health.status, health.json["database"].clone()),
+        (200, json!(true))
+    );
+
+    let ada = api.register("ada@example.com").await;
+    let login = api
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "ADA@example.com", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{:?}", login.json);
+
+    let profile = api
+        .put(
+            "/api/profile",
+            &ada,
+            json!({"job_title": "Engineer", "employment_status": "Employed Full-time"}),
+        )
+        .await;
+    assert_eq!(profile.json["job_title"], "Engineer");
+    assert_eq!(
+        api.get("/api/profile", &ada).await.json["employment_status"],
+        "Employed Full-time"
+    );
+    assert_eq!(
+        api.get(&format!("/api/database/users/{}", ada.id), &ada)
+            .await
+            .status,
+        200
+    );
+
+    api.fund(&ada, ada.regular, "1000.00").await;
+    let budget = api
+        .post(
+            "/api/database/budget",
+            &ada,
+            json!({"budget_name": "Groceries", "total_limit": "400", "priority_level_int": 2}),
+        )
+        .await;
+    assert_eq!(budget.status, 201, "{:?}", budget.json);
+    let budget_id = budget.json["budget"]["budget_id"].as_i64().unwrap();
+    assert_eq!(
+        api.get("/api/database/budget", &ada).await.json[0]["total_limit"],
+        "400.00"
+    );
+    let changed = api
+        .put(
+            &format!("/api/database/budget/{budget_id}"),
+            &ada,
+            json!({"total_limit": 450}),
+        )
+        .await;
+    assert_eq!(changed.json["budget"]["total_limit"], "450.00");
+
+    let expense = api
+        .post(
+            "/api/database/transactions",
+            &ada,
+            json!({"date": today(), "amount": 42.5, "store_name": "Market", "city": "Lyon", "budget_id": budget_id, "account_id": ada.regular}),
+        )
+        .await;
+    assert_eq!(expense.status, 201, "{:?}", expense.json);
+    let transaction = &expense.json["transaction"];
+    assert_eq!(
+        (
+            transaction["amount"].as_str(),
+            transaction["description"].as_str()
+        ),
+        (Some("42.50"), Some("Market"))
+    );
+    assert_eq!(transaction["budget_name"], "Groceries");
+    assert_eq!(api.balance(&ada, ada.regular).await, "957.50");
+    let id = transaction["transaction_id"].as_i64().unwrap();
+    let updated = api
+        .put(
+            &format!("/api/database/transactions/{id}"),
+            &ada,
+            json!({"amount": "50"}),
+        )
+        .await;
+    assert_eq!(updated.json["transaction"]["amount"], "50.00");
+    assert_eq!(api.balance(&ada, ada.regular).await, "950.00");
+    let listed = api.get("/api/database/transactions?limit=10", &ada).await;
+    assert_eq!(listed.json.as_array().unwrap().len(), 2);
+    let found = api
+        .get(
+            "/api/database/transactions/search?query=mark&category=groc&min_amount=10",
+            &ada,
+        )
+        .await;
+    assert_eq!(
+        (
+            found.json["count"].as_i64(),
+            found.json["transactions"][0]["transaction_id"].as_i64()
+        ),
+        (Some(1), Some(id))
+    );
+
+    let transfer = api
+        .post(
+            "/api/database/accounts/transfer",
+            &ada,
+            json!({"from_account_id": ada.regular, "to_account_id": ada.savings, "amount": "200"}),
+        )
+        .await;
+    assert_eq!(transfer.status, 201, "{:?}", transfer.json);
+    assert_eq!(transfer.json["to_account"]["balance"], "200.00");
+    let account = api
+        .post(
+            "/api/database/accounts",
+            &ada,
+            json!({"name": "Wallet", "account_type": "regular"}),
+        )
+        .await;
+    assert_eq!(
+        (account.status, account.json["currency"].as_str()),
+        (201, Some("EUR"))
+    );
+
+    let goal = api
+        .post(
+            "/api/database/goals",
+            &ada,
+            json!({"goal_name": "Bike", "target": "500", "plan": "save 50 a month"}),
+        )
+        .await;
+    assert_eq!(goal.status, 201, "{:?}", goal.json);
+    let goal_id = goal.json["goal"]["goal_id"].as_i64().unwrap();
+    assert_eq!(goal.json["goal"]["plan"], "save 50 a month");
+    let deposit = api
+        .post(
+            &format!("/api/database/goals/{goal_id}/deposit"),
+            &ada,
+            json!({"amount": "150"}),
+        )
+        .await;
+    assert_eq!(
+        (deposit.status, deposit.json["goal"]["saved_amount"].as_str()),
+        (200, Some("150.00"))
+    );
+    assert_eq!(api.balance(&ada, ada.savings).await, "50.00");
+    let withdraw = api
+        .post(
+            &format!("/api/database/goals/{goal_id}/withdraw"),
+            &ada,
+            json!({"amount": "50"}),
+        )
+        .await;
+    assert_eq!(withdraw.json["goal"]["progress_percentage"], 20);
+    assert_eq!(
+        api.put(
+            &format!("/api/database/goals/{goal_id}"),
+            &ada,
+            json!({"goal_name": "E-bike"})
+        )
+        .await
+        .json["goal"]["goal_name"],
+        "E-bike"
+    );
+    let goals = api.get("/api/database/goals", &ada).await;
+    assert_eq!(goals.json.as_array().map(Vec::len), Some(1), "{:?}", goals.json);
+    let deleted = api.delete(&format!("/api/database/goals/{goal_id}"), &ada).await;
+    assert_eq!(deleted.json["goal"]["status"], "inactive");
+    assert_eq!(
+        api.balance(&ada, ada.savings).await,
+        "200.00",
+        "the goal's 100.00 came back"
+    );
+
+    let income = api
+        .post(
+            "/api/database/income",
+            &ada,
+            json!({"type_income": "salary", "amount": "2500", "account_id": ada.regular, "payment_day": 1}),
+        )
+        .await;
+    assert_eq!(income.status, 201, "{:?}", income.json);
+    let income_id = income.json["income"]["income_id"].as_i64().unwrap();
+    assert_eq!(
+        api.get("/api/database/income/active", &ada).await.json[0]["type_income"],
+        "salary"
+    );
+    assert_eq!(
+        api.put(
+            &format!("/api/database/income/{income_id}"),
+            &ada,
+            json!({"amount": "2600"})
+        )
+        .await
+        .json["income"]["amount"],
+        "2600.00"
+    );
+
+    let spend = api.get("/api/database/analytics/monthly-spend", &ada).await;
+    assert_eq!(spend.json["data"][0]["total_spent"], "50.00");
+    let overspend = api.get("/api/database/analytics/overspend", &ada).await;
+    assert_eq!(overspend.json["data"][0]["spent"], "50.00");
+    assert_eq!(overspend.json["summary"]["total_income"], "1000.00");
+    assert_eq!(
+        api.get("/api/database/analytics/income-total", &ada).await.json["data"][0]["total_amount"],
+        "2600.00"
+    );
+    let breakdown = api.get("/api/database/analytics/monthly-breakdown", &ada).await;
+    assert_eq!(
+        (
+            breakdown.json["transaction_count"].as_i64(),
+            breakdown.json["categories"][0]["name"].as_str()
+        ),
+        (Some(1), Some("Groceries"))
+    );
+    let dashboard = api.get("/api/dashboard/summary", &ada).await;
+    assert_eq!(dashboard.json["total_assets"], "950.00", "{:?}", dashboard.json);
+
+    let conversation = api
+        .post(
+            "/api/personal_assistant/conversations/start",
+            &ada,
+            json!({"channel": "web"}),
+        )
+        .await;
+    assert_eq!(conversation.status, 201);
+    let conversation_id = conversation.json["conversation_id"].as_i64().unwrap();
+    let message = api
+        .post(
+            &format!("/api/database/conversations/{conversation_id}/messages"),
+            &ada,
+            json!({"content": "How much on groceries?", "data": {"total": "50.00", "day": today()}}),
+        )
+        .await;
+    assert_eq!(message.status, 201, "{:?}", message.json);
+    let messages = api
+        .get(
+            &format!("/api/database/conversations/{conversation_id}/messages"),
+            &ada,
+        )
+        .await;
+    assert_eq!(messages.json[0]["data"]["total"], "50.00");
+    assert_eq!(
+        api.get("/api/database/conversations", &ada).await.json[0]["conversation_id"],
+        conversation_id
+    );
+    assert_eq!(
+        api.get(&format!("/api/database/conversations/{conversation_id}"), &ada)
+            .await
+            .status,
+        200
+    );
+
+    assert_eq!(
+        api.delete(&format!("/api/database/transactions/{id}"), &ada)
+            .await
+            .json["success"],
+        true
+    );
+    assert_eq!(api.balance(&ada, ada.regular).await, "800.00");
+    assert_eq!(
+        api.delete(&format!("/api/database/income/{income_id}"), &ada)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        api.delete(&format!("/api/database/budget/{budget_id}"), &ada)
+            .await
+            .json["budget"]["is_active"],
+        false
+    );
+    assert_eq!(api.get("/api/notifications", &ada).await.status, 200);
+    assert_eq!(
+        api.call(Method::POST, "/api/auth/logout", Some(&ada.token), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(api.get("/api/profile", &ada).await.status, 401);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn validation_errors_name_the_field(pool: PgPool) {
+    let api = Api::new(pool);
+    let ada = api.register("ada@example.com").await;
+    let cases = [
+        (json!({"date": today(), "amount": "12.345"}), "amount"),
+        (json!({"date": today(), "amount": -5}), "amount"),
+        (json!({"amount": "5"}), "date"),
+        (json!({"date": "yesterday", "amount": "5"}), "date"),
+        (
+            json!({"date": today(), "amount": "5", "transaction_type": "gift"}),
+            "transaction_type",
+        ),
+        (
+            json!({"date": today(), "amount": "5", "tags": ["a", 3]}),
+            "tags[1]",
+        ),
+        (
+            json!({"date": today(), "amount": "5", "transaction_type": "transfer", "account_id": ada.regular}),
+            "transfer_to_id",
+        ),
+    ];
+    for (body, field) in cases {
+        let reply = api.post("/api/database/transactions", &ada, body.clone()).await;
+        assert_eq!(reply.status, 422, "{body}: {:?}", reply.json);
+        assert_eq!(reply.headers["content-type"], "application/problem+json");
+        assert_eq!(reply.json["code"], "validation_failed");
+        assert_eq!(
+            reply.json["errors"][0]["field"], field,
+            "{body}: {:?}",
+            reply.json
+        );
+    }
+    let budget = api
+        .post(
+            "/api/database/budget",
+            &ada,
+            json!({"budget_name": "X", "total_limit": 1, "priority_level_int": 11}),
+        )
+        .await;
+    assert_eq!(budget.json["errors"][0]["field"], "priority_level_int");
+    let malformed = api
+        .send(
+            Method::POST,
+            "/api/database/budget",
+            Some(&ada.token),
+            None,
+            &[("content-type", "application/json")],
+        )
+        .await;
+    assert_eq!(
+        (malformed.status, malformed.json["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let limit = api.get("/api/database/transactions?limit=0", &ada).await;
+    assert_eq!(
+        (limit.status, limit.json["errors"][0]["field"].as_str()),
+        (400, Some("limit"))
+    );
+    let taken = api
+        .call(Method::POST, "/api/auth/register", None, Some(json!({"email": "ada@example.com", "password": "0123456789", "first_name": "A", "last_name": "B"})))
+        .await;
+    assert_eq!(
+        (taken.status, taken.json["code"].as_str()),
+        (409, Some("email_taken"))
+    );
+    let wrong = api
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "ada@example.com", "password": "nope"})),
+        )
+        .await;
+    assert_eq!(
+        (wrong.status, wrong.json["code"].as_str()),
+        (401, Some("invalid_credentials"))
+    );
+    let unknown = api.get("/api/nowhere", &ada).await;
+    assert_eq!(
+        (unknown.status, unknown.json["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_repeated_idempotency_key_replays_the_first_response(pool: PgPool) {
+    let api = Api::new(pool.clone());
+    let ada = api.register("ada@example.com").await;
+    api.fund(&ada, ada.regular, "100").await;
+    let body = json!({"date": today(), "amount": "10", "account_id": ada.regular});
+    let send = |body: serde_json::Value| {
+        let api = &api;
+        let token = ada.token.clone();
+        async move {
+            api.send(
+                Method::POST,
+                "/api/database/transactions",
+                Some(&token),
+                Some(body),
+                &[("idempotency-key", "k-1")],
+            )
+            .await
+        }
+    };
+    let first = send(body.clone()).await;
+    let again = send(body.clone()).await;
+    assert_eq!((first.status, again.status), (201, 201));
+    assert_eq!(first.json, again.json);
+    assert_eq!(api.balance(&ada, ada.regular).await, "90.00");
+    let other = send(json!({"date": today(), "amount": "11", "account_id": ada.regular})).await;
+    assert_eq!(
+        (other.status, other.json["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM transactions WHERE kind = 'expense'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn lists_page_with_cursors(pool: PgPool) {
+    let api = Api::new(pool);
+    let ada = api.register("ada@example.com").await;
+    for amount in 1..=5 {
+        api.post(
+            "/api/database/transactions",
+            &ada,
+            json!({"date": today(), "amount": amount}),
+        )
+        .await;
+    }
+    let mut path = "/api/database/transactions?limit=2".to_owned();
+    let mut seen = Vec::new();
+    loop {
+        let page = api.get(&path, &ada).await;
+        let items = page
+            .json
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: {:?}", page.json));
+        seen.extend(items.iter().map(|t| t["amount"].as_str().unwrap().to_owned()));
+        let Some(link) = page.headers.get("link") else {
+            break;
+        };
+        let link = link.to_str().unwrap();
+        path = link[1..link.find('>').unwrap()].to_owned();
+    }
+    assert_eq!(seen, ["5.00", "4.00", "3.00", "2.00", "1.00"]);
+    let bad = api.get("/api/database/transactions?cursor=xyz", &ada).await;
+    assert_eq!(
+        (bad.status, bad.json["errors"][0]["field"].as_str()),
+        (400, Some("cursor"))
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn bodies_over_the_limit_cors_and_request_ids(pool: PgPool) {
+    let config = ApiConfig {
+        cors_origins: vec!["https://app.example".to_owned()],
+        body_limit: 64,
+        ..ApiConfig::default()
+    };
+    let api = Api::with_config(pool, &config);
+    let big = json!({"email": "x".repeat(100), "password": "p", "first_name": "a", "last_name": "b"});
+    let reply = api
+        .call(Method::POST, "/api/auth/register", None, Some(big))
+        .await;
+    assert_eq!(
+        (reply.status, reply.json["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    let allowed = api
+        .send(
+            Method::GET,
+            "/api/personal_assistant/health",
+            None,
+            None,
+            &[("origin", "https://app.example"), ("x-request-id", "req-42")],
+        )
+        .await;
+    assert_eq!(
+        allowed.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(allowed.headers["x-request-id"], "req-42");
+    let other = api
+        .send(
+            Method::GET,
+            "/api/personal_assistant/health",
+            None,
+            None,
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert!(
+        other.headers.get("access-control-allow-origin").is_none(),
+        "{:?}",
+        other.headers
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_docs_render_offline(pool: PgPool) {
+    let api = Api::new(pool);
+    let docs = api.call(Method::GET, "/api/docs", None, None).await;
+    let html = docs.json.as_str().expect("HTML");
+    assert_eq!(docs.status, 200);
+    assert!(
+        html.contains("SwaggerUIBundle"),
+        "the Swagger UI script is inline"
+    );
+    for external in ["src=\"http", "href=\"http", "src='http", "href='http", "@import"] {
+        assert!(
+            !html.contains(external),
+            "the docs load `{external}…` from elsewhere"
+        );
+    }
+    let spec = api.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(spec.json["info"]["title"], "Finch");
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_as_recorded() {
+    let spec: serde_json::Value = serde_json::from_str(&server::api::openapi_json()).unwrap();
+    insta::assert_json_snapshot!("openapi", spec);
+}
