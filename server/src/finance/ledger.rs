@@ -153,7 +153,8 @@ pub enum LedgerError {
 }
 
 /// Saves `entry` for `user_id` and applies its effects. `None` when it duplicates an imported
-/// row or an income credit that is already there.
+/// row or an income credit that is already there. After an error the transaction holds a
+/// half-made change (the row without its effects): roll it back.
 pub async fn insert(
     conn: &mut PgConnection,
     user_id: i64,
