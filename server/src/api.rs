@@ -24,6 +24,8 @@ mod request_log;
 mod transactions;
 mod users;
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use poem::middleware::Cors;
@@ -43,6 +45,8 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// How long a bearer token lasts after login.
     pub token_ttl: Duration,
+    /// Login attempts allowed per email and minute; more get 429.
+    pub logins_per_minute: u32,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +55,7 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             body_limit: 2 << 20,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
+            logins_per_minute: 10,
         }
     }
 }
@@ -68,6 +73,21 @@ pub(crate) enum Created<T: poem_openapi::types::ToJSON + poem_openapi::types::Ty
 pub(crate) struct Ctx {
     pub(crate) db: PgPool,
     pub(crate) token_ttl: Duration,
+    /// Login attempts, per email.
+    pub(crate) logins: Arc<governor::DefaultKeyedRateLimiter<String>>,
+}
+
+impl Ctx {
+    fn new(db: PgPool, config: &ApiConfig) -> Ctx {
+        let per_minute = NonZeroU32::new(config.logins_per_minute).unwrap_or(NonZeroU32::MIN);
+        Ctx {
+            db,
+            token_ttl: config.token_ttl,
+            logins: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
+                per_minute,
+            ))),
+        }
+    }
 }
 
 /// The groups of routes, as the OpenAPI document tags them.
@@ -148,19 +168,12 @@ pub fn openapi_json() -> String {
     let db = sqlx::postgres::PgPoolOptions::new()
         .connect_lazy("postgres://localhost/unused")
         .expect("a lazy pool never connects");
-    service(Ctx {
-        db,
-        token_ttl: Duration::ZERO,
-    })
-    .spec()
+    service(Ctx::new(db, &ApiConfig::default())).spec()
 }
 
 /// The whole HTTP application over `db`.
 pub fn app(db: PgPool, config: &ApiConfig) -> impl Endpoint<Output = poem::Response> + 'static {
-    let ctx = Ctx {
-        db,
-        token_ttl: config.token_ttl,
-    };
+    let ctx = Ctx::new(db, config);
     let api = service(ctx.clone());
     let routes = Route::new()
         .nest("/api/docs", api.swagger_ui())

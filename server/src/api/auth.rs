@@ -179,6 +179,13 @@ impl AuthApi {
     #[oai(path = "/login", method = "post")]
     async fn login(&self, body: Input<Login>) -> Result<Json<Session>, ApiError> {
         let login = body.value;
+        if let Err(not_until) = self.0.logins.check_key(&login.email.trim().to_lowercase()) {
+            let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+            let wait = not_until.wait_time_from(now);
+            return Err(ApiError::TooManyRequests {
+                retry_after: wait.as_secs().max(1),
+            });
+        }
         let row: Option<(i64, String, String)> = sqlx::query_as(
             "SELECT u.id, u.email, c.password_hash
              FROM users u JOIN credentials c ON c.user_id = u.id

@@ -96,6 +96,9 @@ pub(crate) struct ServeArgs {
     /// How long a login lasts, in hours.
     #[arg(long, env = "TOKEN_TTL_HOURS", default_value_t = 720)]
     token_ttl_hours: u64,
+    /// Login attempts allowed per email and minute.
+    #[arg(long, env = "LOGINS_PER_MINUTE", default_value_t = 10)]
+    logins_per_minute: u32,
     /// How often due recurring income is credited, in seconds.
     #[arg(long, env = "INCOME_CREDIT_INTERVAL_SECS", default_value_t = 3600)]
     income_interval: u64,
@@ -116,6 +119,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         body_limit: args.body_limit,
         token_ttl: Duration::from_secs(args.token_ttl_hours * 3600),
+        logins_per_minute: args.logins_per_minute,
     };
     let income = tokio::spawn(credit_income(
         pool.clone(),

@@ -373,6 +373,30 @@ async fn validation_errors_name_the_field(pool: PgPool) {
         (wrong.status, wrong.json["code"].as_str()),
         (401, Some("invalid_credentials"))
     );
+    for _ in 0..9 {
+        api.call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "ada@example.com", "password": "nope"})),
+        )
+        .await;
+    }
+    let limited = api
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "Ada@example.com", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(
+        (limited.status, limited.json["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{:?}",
+        limited.json
+    );
+    assert!(limited.headers.contains_key("retry-after"));
     let unknown = api.get("/api/nowhere", &ada).await;
     assert_eq!(
         (unknown.status, unknown.json["code"].as_str()),
