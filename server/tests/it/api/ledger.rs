@@ -73,6 +73,18 @@ async fn budget_alerts_fire_once_at_80_and_once_at_100_percent(pool: PgPool) {
     assert_eq!(seen[2], ["budget_warning"]);
     assert_eq!(seen[3], ["budget_exceeded", "budget_warning"]);
     assert_eq!(seen[4], ["budget_exceeded", "budget_warning"]);
+    let first = api.get("/api/notifications", &ada).await.json[0]["notification_id"].clone();
+    let read = api
+        .call(
+            Method::PUT,
+            &format!("/api/notifications/{first}/read"),
+            Some(&ada.token),
+            None,
+        )
+        .await;
+    assert_eq!((read.status, read.json["is_read"].as_bool()), (200, Some(true)));
+    let unread = api.get("/api/notifications?unread=true", &ada).await;
+    assert_eq!(unread.json.as_array().map(Vec::len), Some(1));
     // Last month's spending is history, not an alert.
     let last_month = chrono::Utc::now().date_naive().with_day(1).unwrap() - Days::new(1);
     let other = api
