@@ -8,6 +8,7 @@ use poem_openapi::{Object, OpenApi};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::PgConnection;
 
 use super::auth::{Auth, checked_currency};
 use super::idempotency::Idempotency;
@@ -131,25 +132,24 @@ impl AccountsApi {
             .as_deref()
             .map(|c| checked_currency(c, "currency"))
             .transpose()?;
-        let mut tx = self.0.db.begin().await?;
-        if let Some(saved) = idempotency.stored(&mut tx).await? {
-            return Ok(Created::Created(Json(saved)));
-        }
-        let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO accounts (user_id, name, kind, currency)
-             SELECT $1, $2, $3, coalesce($4, preferred_currency) FROM users WHERE id = $1
-             RETURNING {COLUMNS}"
-        )))
-        .bind(user)
-        .bind(new.name.trim())
-        .bind(new.account_type.as_str())
-        .bind(currency)
-        .fetch_one(&mut *tx)
-        .await?;
-        audit::record(&mut tx, user, "create", "account", Some(row.id), json!({})).await?;
-        let account = Account::from(row);
-        idempotency.remember(&mut tx, 201, &account).await?;
-        tx.commit().await?;
+        let account = idempotency
+            .run(&self.0.db, 201, async |tx: &mut PgConnection| {
+                let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO accounts (user_id, name, kind, currency)
+                 SELECT $1, $2, $3, coalesce($4, preferred_currency) FROM users WHERE id = $1
+                 RETURNING {COLUMNS}"
+                )))
+                .bind(user)
+                .bind(new.name.trim())
+                .bind(new.account_type.as_str())
+                .bind(currency)
+                .fetch_one(&mut *tx)
+                .await?;
+                audit::record(&mut *tx, user, "create", "account", Some(row.id), json!({})).await?;
+                let account = Account::from(row);
+                Ok(account)
+            })
+            .await?;
         Ok(Created::Created(Json(account)))
     }
 
@@ -168,59 +168,58 @@ impl AccountsApi {
         entry.account_id = Some(new.from_account_id);
         entry.transfer_to_id = Some(new.to_account_id);
         entry.description = new.description;
-        let mut tx = self.0.db.begin().await?;
-        if let Some(saved) = idempotency.stored(&mut tx).await? {
-            return Ok(Created::Created(Json(saved)));
-        }
-        let id = ledger::insert(&mut tx, user, &entry, today())
-            .await
-            .map_err(|err| match err {
-                ledger::LedgerError::Invalid {
-                    field: "account_id",
-                    detail,
-                } => ApiError::invalid("from_account_id", detail),
-                ledger::LedgerError::Invalid {
-                    field: "transfer_to_id",
-                    detail,
-                } => ApiError::invalid("to_account_id", detail),
-                other => other.into(),
-            })?
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a transfer was skipped")))?;
-        audit::record(
-            &mut tx,
-            user,
-            "transfer",
-            "transaction",
-            Some(id),
-            json!({"amount": new.amount.to_string()}),
-        )
-        .await?;
-        let accounts: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND id IN ($2, $3)"
-        )))
-        .bind(user)
-        .bind(new.from_account_id)
-        .bind(new.to_account_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut accounts = accounts.into_iter().map(Account::from);
-        let (a, b) = (accounts.next(), accounts.next());
-        let (Some(a), Some(b)) = (a, b) else {
-            return Err(ApiError::NotFound { what: "account" });
-        };
-        let (from_account, to_account) = if a.account_id == new.from_account_id {
-            (a, b)
-        } else {
-            (b, a)
-        };
-        let done = TransferDone {
-            success: true,
-            transaction_id: id,
-            from_account,
-            to_account,
-        };
-        idempotency.remember(&mut tx, 201, &done).await?;
-        tx.commit().await?;
+        let done = idempotency
+            .run(&self.0.db, 201, async |tx: &mut PgConnection| {
+                let id = ledger::insert(&mut *tx, user, &entry, today())
+                    .await
+                    .map_err(|err| match err {
+                        ledger::LedgerError::Invalid {
+                            field: "account_id",
+                            detail,
+                        } => ApiError::invalid("from_account_id", detail),
+                        ledger::LedgerError::Invalid {
+                            field: "transfer_to_id",
+                            detail,
+                        } => ApiError::invalid("to_account_id", detail),
+                        other => other.into(),
+                    })?
+                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a transfer was skipped")))?;
+                audit::record(
+                    &mut *tx,
+                    user,
+                    "transfer",
+                    "transaction",
+                    Some(id),
+                    json!({"amount": new.amount.to_string()}),
+                )
+                .await?;
+                let accounts: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND id IN ($2, $3)"
+                )))
+                .bind(user)
+                .bind(new.from_account_id)
+                .bind(new.to_account_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut accounts = accounts.into_iter().map(Account::from);
+                let (a, b) = (accounts.next(), accounts.next());
+                let (Some(a), Some(b)) = (a, b) else {
+                    return Err(ApiError::NotFound { what: "account" });
+                };
+                let (from_account, to_account) = if a.account_id == new.from_account_id {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                let done = TransferDone {
+                    success: true,
+                    transaction_id: id,
+                    from_account,
+                    to_account,
+                };
+                Ok(done)
+            })
+            .await?;
         Ok(Created::Created(Json(done)))
     }
 }

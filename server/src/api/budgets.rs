@@ -9,6 +9,7 @@ use poem_openapi::{Object, OpenApi};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::PgConnection;
 
 use super::auth::Auth;
 use super::idempotency::Idempotency;
@@ -192,33 +193,32 @@ impl BudgetsApi {
             new.priority_level_int,
             new.color.as_deref(),
         )?;
-        let mut tx = self.0.db.begin().await?;
-        if let Some(saved) = idempotency.stored(&mut tx).await? {
-            return Ok(Created::Created(Json(saved)));
-        }
-        let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO budgets (user_id, name, description, monthly_limit, priority, icon, color)
-             VALUES ($1, $2, $3, $4, $5, coalesce($6, 'wallet'), coalesce($7, '#10b981'))
-             RETURNING {COLUMNS}"
-        )))
-        .bind(user)
-        .bind(new.budget_name.trim())
-        .bind(&new.description)
-        .bind(new.total_limit.0)
-        .bind(new.priority_level_int)
-        .bind(&new.icon)
-        .bind(&new.color)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(name_taken)?;
-        audit::record(&mut tx, user, "create", "budget", Some(row.id), json!({})).await?;
-        let saved = BudgetSaved {
-            success: true,
-            message: "Budget created".to_owned(),
-            budget: row.into(),
-        };
-        idempotency.remember(&mut tx, 201, &saved).await?;
-        tx.commit().await?;
+        let saved = idempotency
+            .run(&self.0.db, 201, async |tx: &mut PgConnection| {
+                let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO budgets (user_id, name, description, monthly_limit, priority, icon, color)
+                 VALUES ($1, $2, $3, $4, $5, coalesce($6, 'wallet'), coalesce($7, '#10b981'))
+                 RETURNING {COLUMNS}"
+                )))
+                .bind(user)
+                .bind(new.budget_name.trim())
+                .bind(&new.description)
+                .bind(new.total_limit.0)
+                .bind(new.priority_level_int)
+                .bind(&new.icon)
+                .bind(&new.color)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(name_taken)?;
+                audit::record(&mut *tx, user, "create", "budget", Some(row.id), json!({})).await?;
+                let saved = BudgetSaved {
+                    success: true,
+                    message: "Budget created".to_owned(),
+                    budget: row.into(),
+                };
+                Ok(saved)
+            })
+            .await?;
         Ok(Created::Created(Json(saved)))
     }
 

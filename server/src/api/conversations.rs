@@ -127,21 +127,20 @@ impl ConversationsApi {
         )?;
         let new = body.value;
         auth.0.check(new.user_id, "user")?;
-        let mut tx = self.0.db.begin().await?;
-        if let Some(saved) = idempotency.stored(&mut tx).await? {
-            return Ok(Created::Created(Json(saved)));
-        }
-        let conversation: Conversation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO conversations (user_id, channel, title) VALUES ($1, coalesce($2, 'web'), $3)
-             RETURNING {CONVERSATION}"
-        )))
-        .bind(user)
-        .bind(&new.channel)
-        .bind(&new.title)
-        .fetch_one(&mut *tx)
-        .await?;
-        idempotency.remember(&mut tx, 201, &conversation).await?;
-        tx.commit().await?;
+        let conversation = idempotency
+            .run(&self.0.db, 201, async |tx: &mut PgConnection| {
+                let conversation: Conversation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO conversations (user_id, channel, title) VALUES ($1, coalesce($2, 'web'), $3)
+                 RETURNING {CONVERSATION}"
+                )))
+                .bind(user)
+                .bind(&new.channel)
+                .bind(&new.title)
+                .fetch_one(&mut *tx)
+                .await?;
+                Ok(conversation)
+            })
+            .await?;
         Ok(Created::Created(Json(conversation)))
     }
 
@@ -235,27 +234,26 @@ impl ConversationsApi {
             return Err(ApiError::invalid("content", "must not be empty"));
         }
         let sender = new.sender_type.unwrap_or(Sender::User);
-        let mut tx = self.0.db.begin().await?;
-        if let Some(saved) = idempotency.stored(&mut tx).await? {
-            return Ok(Created::Created(Json(saved)));
-        }
-        let agent = match sender {
-            Sender::User => "User",
-            Sender::Assistant => "Manual",
-        };
-        let message = add(
-            &mut tx,
-            user,
-            conversation_id.0,
-            (sender, agent),
-            &new.content,
-            new.content_type.unwrap_or(ContentType::Text),
-            new.data,
-            new.language.as_deref(),
-        )
-        .await?;
-        idempotency.remember(&mut tx, 201, &message).await?;
-        tx.commit().await?;
+        let message = idempotency
+            .run(&self.0.db, 201, async |tx: &mut PgConnection| {
+                let agent = match sender {
+                    Sender::User => "User",
+                    Sender::Assistant => "Manual",
+                };
+                let message = add(
+                    &mut *tx,
+                    user,
+                    conversation_id.0,
+                    (sender, agent),
+                    &new.content,
+                    new.content_type.unwrap_or(ContentType::Text),
+                    new.data,
+                    new.language.as_deref(),
+                )
+                .await?;
+                Ok(message)
+            })
+            .await?;
         Ok(Created::Created(Json(message)))
     }
 }

@@ -204,34 +204,33 @@ impl GoalsApi {
         if new.due_date.is_some_and(|due| due < start) {
             return Err(ApiError::invalid("due_date", "is before the start date"));
         }
-        let mut tx = self.0.db.begin().await?;
-        if let Some(saved) = idempotency.stored(&mut tx).await? {
-            return Ok(Created::Created(Json(saved)));
-        }
-        let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO goals (user_id, name, target, description, plan, start_date, due_date, icon, color)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'flag'), coalesce($9, '#10b981'))
-             RETURNING {COLUMNS}"
-        )))
-        .bind(user)
-        .bind(new.goal_name.trim())
-        .bind(new.target.0)
-        .bind(&new.description)
-        .bind(&new.plan)
-        .bind(start)
-        .bind(new.due_date)
-        .bind(&new.icon)
-        .bind(&new.color)
-        .fetch_one(&mut *tx)
-        .await?;
-        audit::record(&mut tx, user, "create", "goal", Some(row.id), json!({})).await?;
-        let saved = GoalSaved {
-            success: true,
-            message: "Goal created".to_owned(),
-            goal: row.into(),
-        };
-        idempotency.remember(&mut tx, 201, &saved).await?;
-        tx.commit().await?;
+        let saved = idempotency
+            .run(&self.0.db, 201, async |tx: &mut PgConnection| {
+            let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO goals (user_id, name, target, description, plan, start_date, due_date, icon, color)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'flag'), coalesce($9, '#10b981'))
+                 RETURNING {COLUMNS}"
+            )))
+            .bind(user)
+            .bind(new.goal_name.trim())
+            .bind(new.target.0)
+            .bind(&new.description)
+            .bind(&new.plan)
+            .bind(start)
+            .bind(new.due_date)
+            .bind(&new.icon)
+            .bind(&new.color)
+            .fetch_one(&mut *tx)
+            .await?;
+            audit::record(&mut *tx, user, "create", "goal", Some(row.id), json!({})).await?;
+            let saved = GoalSaved {
+                success: true,
+                message: "Goal created".to_owned(),
+                goal: row.into(),
+            };
+                Ok(saved)
+            })
+            .await?;
         Ok(Created::Created(Json(saved)))
     }
 
@@ -361,58 +360,54 @@ impl GoalsApi {
         into_goal: bool,
     ) -> Result<Json<GoalSaved>, ApiError> {
         let user = auth.0.user_id;
-        let route = format!(
-            "POST /database/goals/{goal_id}/{}",
-            if into_goal { "deposit" } else { "withdraw" }
-        );
+        let action = if into_goal { "deposit" } else { "withdraw" };
+        let route = format!("POST /database/goals/{goal_id}/{action}");
         let idempotency = Idempotency::new(user, key, &route, body.digest())?;
         let amount = body.value.amount;
         if !amount.is_positive() {
             return Err(ApiError::invalid("amount", "must be greater than zero"));
         }
-        let mut tx = self.0.db.begin().await?;
-        if let Some(saved) = idempotency.stored(&mut tx).await? {
-            return Ok(Json(saved));
-        }
-        let goal = lock(&mut tx, user, goal_id).await?;
-        if goal.status == "inactive" {
-            return Err(ApiError::conflict("goal_inactive", "this goal is inactive"));
-        }
-        let delta = if into_goal { amount.0 } else { -amount.0 };
-        if goal.saved + delta < Decimal::ZERO {
-            return Err(ApiError::conflict(
-                "insufficient_funds",
-                format!("the goal holds {:.2}, less than {amount}", goal.saved),
-            ));
-        }
-        let savings = savings_account(&mut tx, user).await?;
-        accounts::apply(&mut tx, user, &[(savings, -delta)]).await?;
-        let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE goals SET saved = saved + $2, updated_at = now(),
-                status = CASE WHEN saved + $2 >= target THEN 'achieved' ELSE 'active' END
-             WHERE id = $1 RETURNING {COLUMNS}"
-        )))
-        .bind(goal.id)
-        .bind(delta)
-        .fetch_one(&mut *tx)
-        .await?;
-        let action = if into_goal { "deposit" } else { "withdraw" };
-        audit::record(
-            &mut tx,
-            user,
-            action,
-            "goal",
-            Some(goal.id),
-            json!({"amount": amount.to_string()}),
-        )
-        .await?;
-        let saved = GoalSaved {
-            success: true,
-            message: format!("Moved {amount}"),
-            goal: row.into(),
-        };
-        idempotency.remember(&mut tx, 200, &saved).await?;
-        tx.commit().await?;
+        let saved = idempotency
+            .run(&self.0.db, 200, async |tx: &mut PgConnection| {
+                let goal = lock(&mut *tx, user, goal_id).await?;
+                if goal.status == "inactive" {
+                    return Err(ApiError::conflict("goal_inactive", "this goal is inactive"));
+                }
+                let delta = if into_goal { amount.0 } else { -amount.0 };
+                if goal.saved + delta < Decimal::ZERO {
+                    return Err(ApiError::conflict(
+                        "insufficient_funds",
+                        format!("the goal holds {:.2}, less than {amount}", goal.saved),
+                    ));
+                }
+                let savings = savings_account(&mut *tx, user).await?;
+                accounts::apply(&mut *tx, user, &[(savings, -delta)]).await?;
+                let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "UPDATE goals SET saved = saved + $2, updated_at = now(),
+                    status = CASE WHEN saved + $2 >= target THEN 'achieved' ELSE 'active' END
+                 WHERE id = $1 RETURNING {COLUMNS}"
+                )))
+                .bind(goal.id)
+                .bind(delta)
+                .fetch_one(&mut *tx)
+                .await?;
+                audit::record(
+                    &mut *tx,
+                    user,
+                    action,
+                    "goal",
+                    Some(goal.id),
+                    json!({"amount": amount.to_string()}),
+                )
+                .await?;
+                let saved = GoalSaved {
+                    success: true,
+                    message: format!("Moved {amount}"),
+                    goal: row.into(),
+                };
+                Ok(saved)
+            })
+            .await?;
         Ok(Json(saved))
     }
 }

@@ -4,7 +4,7 @@
 
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 use super::ApiError;
 
@@ -40,11 +40,29 @@ impl Idempotency {
         })
     }
 
+    /// Runs `change` in a transaction and stores its response (with `status`) in that same
+    /// transaction; a request made before gets its stored response, and `change` does not run.
+    pub(crate) async fn run<T>(
+        self,
+        db: &PgPool,
+        status: u16,
+        change: impl AsyncFnOnce(&mut PgConnection) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError>
+    where
+        T: ParseFromJSON + ToJSON,
+    {
+        let mut tx = db.begin().await?;
+        if let Some(stored) = self.stored(&mut tx).await? {
+            return Ok(stored);
+        }
+        let response = change(&mut tx).await?;
+        self.remember(&mut tx, status, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
     /// The response stored for this key, if the request was made before.
-    pub(crate) async fn stored<T: ParseFromJSON>(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<Option<T>, ApiError> {
+    async fn stored<T: ParseFromJSON>(&self, conn: &mut PgConnection) -> Result<Option<T>, ApiError> {
         let Some(key) = &self.key else {
             return Ok(None);
         };
@@ -68,7 +86,7 @@ impl Idempotency {
     }
 
     /// Stores `response` for this key, in the transaction that made the change.
-    pub(crate) async fn remember<T: ToJSON>(
+    async fn remember<T: ToJSON>(
         &self,
         conn: &mut PgConnection,
         status: u16,

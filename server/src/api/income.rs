@@ -8,6 +8,7 @@ use poem_openapi::{Object, OpenApi};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::PgConnection;
 
 use super::auth::Auth;
 use super::idempotency::Idempotency;
@@ -157,38 +158,37 @@ impl IncomeApi {
         }
         let today = today();
         let next = new.payment_day.map(|day| next_due(day as u32, today));
-        let mut tx = self.0.db.begin().await?;
-        if let Some(saved) = idempotency.stored(&mut tx).await? {
-            return Ok(Created::Created(Json(saved)));
-        }
-        let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO incomes (user_id, kind, amount, description, account_id, payment_day, next_payment_date)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-        )))
-        .bind(user)
-        .bind(new.type_income.trim())
-        .bind(new.amount.0)
-        .bind(&new.description)
-        .bind(new.account_id)
-        .bind(new.payment_day)
-        .bind(next)
-        .fetch_one(&mut *tx)
-        .await?;
-        if let (None, Some(account)) = (new.payment_day, new.account_id) {
-            let mut entry = Entry::new(Kind::Deposit, today, new.amount.0);
-            entry.account_id = Some(account);
-            entry.income_id = Some(row.id);
-            entry.description = Some(row.kind.clone());
-            ledger::insert(&mut tx, user, &entry, today).await?;
-        }
-        audit::record(&mut tx, user, "create", "income", Some(row.id), json!({})).await?;
-        let saved = IncomeSaved {
-            success: true,
-            message: "Income added".to_owned(),
-            income: row.into(),
-        };
-        idempotency.remember(&mut tx, 201, &saved).await?;
-        tx.commit().await?;
+        let saved = idempotency
+            .run(&self.0.db, 201, async |tx: &mut PgConnection| {
+            let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO incomes (user_id, kind, amount, description, account_id, payment_day, next_payment_date)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+            )))
+            .bind(user)
+            .bind(new.type_income.trim())
+            .bind(new.amount.0)
+            .bind(&new.description)
+            .bind(new.account_id)
+            .bind(new.payment_day)
+            .bind(next)
+            .fetch_one(&mut *tx)
+            .await?;
+            if let (None, Some(account)) = (new.payment_day, new.account_id) {
+                let mut entry = Entry::new(Kind::Deposit, today, new.amount.0);
+                entry.account_id = Some(account);
+                entry.income_id = Some(row.id);
+                entry.description = Some(row.kind.clone());
+                ledger::insert(&mut *tx, user, &entry, today).await?;
+            }
+            audit::record(&mut *tx, user, "create", "income", Some(row.id), json!({})).await?;
+            let saved = IncomeSaved {
+                success: true,
+                message: "Income added".to_owned(),
+                income: row.into(),
+            };
+                Ok(saved)
+            })
+            .await?;
         if next == Some(today) {
             credit_due(&self.0.db, today).await?;
         }

@@ -50,6 +50,17 @@ pub(crate) fn limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, A
     }
 }
 
+/// Cuts `rows`, fetched with one more than `limit`, to `limit`, and gives the cursor after the
+/// last one kept when there were more.
+pub(crate) fn split<R>(rows: &mut Vec<R>, limit: i64, key: impl Fn(&R) -> Vec<Value>) -> Option<String> {
+    if rows.len() as i64 <= limit {
+        return None;
+    }
+    rows.truncate(limit as usize);
+    rows.last()
+        .map(|last| URL_SAFE_NO_PAD.encode(Value::Array(key(last)).to_string()))
+}
+
 /// The first `limit` of `rows` (fetched with one more than `limit`), with the next-page headers
 /// when there were more.
 pub(crate) fn page<R, T>(
@@ -62,12 +73,7 @@ pub(crate) fn page<R, T>(
 where
     T: ToJSON + Type,
 {
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next = match (more, rows.last()) {
-        (true, Some(last)) => Some(URL_SAFE_NO_PAD.encode(Value::Array(key(last)).to_string())),
-        _ => None,
-    };
+    let next = split(&mut rows, limit, key);
     let items = Json(rows.into_iter().map(item).collect());
     match next {
         None => Response::new(items),
@@ -99,11 +105,6 @@ fn next_url(uri: &Uri, cursor: &str) -> String {
     format!("{}?{}", uri.path(), query.join("&"))
 }
 
-/// The cursor after `key`, for envelopes that carry it in the body.
-pub(crate) fn encode(key: Vec<Value>) -> String {
-    URL_SAFE_NO_PAD.encode(Value::Array(key).to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,8 +116,10 @@ mod tests {
             next_url(&uri, "def"),
             "/api/x?limit=2&start_date=2026-01-01&cursor=def"
         );
-        let cursor = encode(vec![Value::from(3)]);
-        assert_eq!(decode(Some(&cursor)).unwrap(), Some(vec![Value::from(3)]));
+        let mut rows = vec![1, 2, 3];
+        let cursor = split(&mut rows, 2, |row| vec![Value::from(*row)]).unwrap();
+        assert_eq!(rows, [1, 2]);
+        assert_eq!(decode(Some(&cursor)).unwrap(), Some(vec![Value::from(2)]));
         assert!(decode(Some("!!")).is_err());
     }
 }

@@ -42,6 +42,9 @@ pub enum ApiError {
     TooManyRequests { retry_after: u64 },
     #[error("the database is unreachable")]
     Unavailable,
+    /// An error poem raised with a status of its own, such as 405 for a method a route lacks.
+    #[error("{detail}")]
+    Http { status: StatusCode, detail: String },
     /// A bug or an unexpected failure: logged whole, shown to the client as a bare 500.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -74,6 +77,11 @@ impl ApiError {
             ApiError::Invalid { .. } => "validation_failed",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable => "database_unavailable",
+            ApiError::Http { status, .. } => match *status {
+                StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                _ => "bad_request",
+            },
             ApiError::Internal(_) => "internal",
         }
     }
@@ -186,6 +194,7 @@ impl ResponseError for ApiError {
             ApiError::Invalid { .. } | ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -301,22 +310,10 @@ pub(crate) fn from_poem(err: poem::Error) -> Response {
             StatusCode::NOT_FOUND => ApiError::NotFound { what: "route" },
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
             status if status.is_server_error() => ApiError::Internal(anyhow::anyhow!("{err}")),
-            _ => {
-                return Response::builder()
-                    .status(status)
-                    .content_type(PROBLEM_JSON)
-                    .body(Body::from_string(
-                        Problem {
-                            r#type: "about:blank".to_owned(),
-                            title: status.canonical_reason().unwrap_or("Error").to_owned(),
-                            status: status.as_u16(),
-                            code: "bad_request".to_owned(),
-                            detail: err.to_string(),
-                            errors: None,
-                        }
-                        .to_json_string(),
-                    ));
-            }
+            status => ApiError::Http {
+                status,
+                detail: err.to_string(),
+            },
         }
     };
     api.as_response()

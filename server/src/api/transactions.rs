@@ -9,7 +9,7 @@ use poem_openapi::{Object, OpenApi};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::auth::Auth;
 use super::idempotency::Idempotency;
@@ -224,37 +224,36 @@ impl TransactionsApi {
         let idempotency = Idempotency::new(user, key.0, "POST /database/transactions", body.digest())?;
         let new = body.value;
         auth.0.check(new.user_id, "user")?;
-        let mut tx = self.0.db.begin().await?;
-        if let Some(saved) = idempotency.stored(&mut tx).await? {
-            return Ok(Created::Created(Json(saved)));
-        }
-        let kind = new.transaction_type.unwrap_or(TransactionType::Expense).into();
-        let mut entry = Entry::new(kind, new.date, new.amount.0);
-        entry.description = description(new.description, new.store_name)?;
-        entry.city = new.city;
-        entry.neighbourhood = new.neighbourhood;
-        entry.tags = new.tags.unwrap_or_default();
-        entry.budget_id = new.budget_id;
-        entry.account_id = new.account_id;
-        entry.transfer_to_id = new.transfer_to_id;
-        let id = ledger::insert(&mut tx, user, &entry, today())
-            .await?
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a plain insert was skipped")))?;
-        audit::record(
-            &mut tx,
-            user,
-            "create",
-            "transaction",
-            Some(id),
-            json!({"amount": entry.amount.to_string()}),
-        )
-        .await?;
-        let saved = TransactionSaved {
-            success: true,
-            transaction: fetch(&mut tx, user, id).await?,
-        };
-        idempotency.remember(&mut tx, 201, &saved).await?;
-        tx.commit().await?;
+        let saved = idempotency
+            .run(&self.0.db, 201, async |tx: &mut PgConnection| {
+                let kind = new.transaction_type.unwrap_or(TransactionType::Expense).into();
+                let mut entry = Entry::new(kind, new.date, new.amount.0);
+                entry.description = description(new.description, new.store_name)?;
+                entry.city = new.city;
+                entry.neighbourhood = new.neighbourhood;
+                entry.tags = new.tags.unwrap_or_default();
+                entry.budget_id = new.budget_id;
+                entry.account_id = new.account_id;
+                entry.transfer_to_id = new.transfer_to_id;
+                let id = ledger::insert(&mut *tx, user, &entry, today())
+                    .await?
+                    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a plain insert was skipped")))?;
+                audit::record(
+                    &mut *tx,
+                    user,
+                    "create",
+                    "transaction",
+                    Some(id),
+                    json!({"amount": entry.amount.to_string()}),
+                )
+                .await?;
+                let saved = TransactionSaved {
+                    success: true,
+                    transaction: fetch(&mut *tx, user, id).await?,
+                };
+                Ok(saved)
+            })
+            .await?;
         Ok(Created::Created(Json(saved)))
     }
 
@@ -369,13 +368,7 @@ impl TransactionsApi {
         let mut rows = self
             .search_rows(auth.0.user_id, &filter, cursor.0.as_deref(), limit)
             .await?;
-        let next_cursor = match rows.len() as i64 > limit {
-            true => {
-                rows.truncate(limit as usize);
-                rows.last().map(|row| page::encode(key(row)))
-            }
-            false => None,
-        };
+        let next_cursor = page::split(&mut rows, limit, key);
         let transactions: Vec<Transaction> = rows.into_iter().map(Transaction::from).collect();
         Ok(Json(SearchResult {
             success: true,

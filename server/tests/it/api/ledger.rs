@@ -7,7 +7,7 @@ use serde_json::json;
 use server::finance;
 use sqlx::PgPool;
 
-use super::{Api, today};
+use super::{Api, User, today};
 
 #[sqlx::test(migrations = "../migrations")]
 async fn concurrent_transfers_never_overdraw(pool: PgPool) {
@@ -57,16 +57,7 @@ async fn budget_alerts_fire_once_at_80_and_once_at_100_percent(pool: PgPool) {
             )
             .await;
         assert_eq!(reply.status, 201);
-        let kinds: Vec<String> = api
-            .get("/api/notifications", &ada)
-            .await
-            .json
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["notification_type"].as_str().unwrap().to_owned())
-            .collect();
-        seen.push(kinds);
+        seen.push(notification_kinds(&api, &ada).await);
     }
     assert_eq!(seen[0], Vec::<String>::new());
     assert_eq!(seen[1], ["budget_warning"]);
@@ -129,16 +120,19 @@ async fn concurrent_expenses_raise_each_alert_once(pool: PgPool) {
     let body = json!({"date": today(), "amount": "9", "budget_id": budget});
     futures::future::join_all((0..15).map(|_| api.post("/api/database/transactions", &ada, body.clone())))
         .await;
-    let kinds: Vec<String> = api
-        .get("/api/notifications", &ada)
-        .await
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
+    assert_eq!(
+        notification_kinds(&api, &ada).await,
+        ["budget_exceeded", "budget_warning"]
+    );
+}
+
+/// The kinds of `user`'s notifications, newest first.
+async fn notification_kinds(api: &Api, user: &User) -> Vec<String> {
+    let notifications = api.get("/api/notifications", user).await.json;
+    let list = notifications.as_array().expect("a list");
+    list.iter()
         .map(|n| n["notification_type"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(kinds, ["budget_exceeded", "budget_warning"]);
+        .collect()
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -397,6 +397,13 @@ async fn validation_errors_name_the_field(pool: PgPool) {
         limited.json
     );
     assert!(limited.headers.contains_key("retry-after"));
+    let method = api
+        .call(Method::PATCH, "/api/profile", Some(&ada.token), None)
+        .await;
+    assert_eq!(
+        (method.status, method.json["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     let unknown = api.get("/api/nowhere", &ada).await;
     assert_eq!(
         (unknown.status, unknown.json["code"].as_str()),
