@@ -2,8 +2,9 @@
 //! accounts locked, refused when they would overdraw.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use poem::Request;
 use poem_openapi::param::{Header, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, Response};
 use poem_openapi::{Object, OpenApi};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use super::input::Input;
 use super::money::Money;
 use super::transactions::today;
 use super::users::text_enum;
-use super::{ApiError, Created, Ctx, Tag};
+use super::{ApiError, Created, Ctx, Tag, page};
 use crate::finance::audit;
 use crate::finance::ledger::{self, Entry, Kind};
 
@@ -100,17 +101,31 @@ impl AccountsApi {
     async fn list(
         &self,
         auth: Auth,
+        request: &Request,
         account_type: Query<Option<AccountType>>,
-    ) -> Result<Json<Vec<Account>>, ApiError> {
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> Result<Response<Json<Vec<Account>>>, ApiError> {
+        let limit = page::limit(limit.0, 100, 500)?;
+        let after = page::id(cursor.0.as_deref(), 0)?;
         let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM accounts WHERE user_id = $1 AND ($2::text IS NULL OR kind = $2)
-             ORDER BY id"
+            "SELECT {COLUMNS} FROM accounts
+             WHERE user_id = $1 AND ($2::text IS NULL OR kind = $2) AND id > $3
+             ORDER BY id LIMIT $4"
         )))
         .bind(auth.0.user_id)
         .bind(account_type.0.map(AccountType::as_str))
+        .bind(after)
+        .bind(limit + 1)
         .fetch_all(&self.0.db)
         .await?;
-        Ok(Json(rows.into_iter().map(Account::from).collect()))
+        Ok(page::page(
+            request,
+            rows,
+            limit,
+            |a| vec![json!(a.id)],
+            Account::from,
+        ))
     }
 
     /// Opens an account, with a zero balance.

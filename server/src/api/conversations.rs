@@ -156,10 +156,7 @@ impl ConversationsApi {
     ) -> Result<Response<Json<Vec<Conversation>>>, ApiError> {
         auth.0.check(user_id.0, "user")?;
         let limit = page::limit(limit.0, 50, 500)?;
-        let before = match page::decode(cursor.0.as_deref())? {
-            Some(key) => page::part::<i64>(&key, 0)?,
-            None => i64::MAX,
-        };
+        let before = page::id(cursor.0.as_deref(), i64::MAX)?;
         let rows: Vec<Conversation> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {CONVERSATION} FROM conversations WHERE user_id = $1 AND id < $2
              ORDER BY id DESC LIMIT $3"
@@ -192,10 +189,7 @@ impl ConversationsApi {
         cursor: Query<Option<String>>,
     ) -> Result<Response<Json<Vec<Message>>>, ApiError> {
         let limit = page::limit(limit.0, 100, 1000)?;
-        let after = match page::decode(cursor.0.as_deref())? {
-            Some(key) => page::part::<i64>(&key, 0)?,
-            None => 0,
-        };
+        let after = page::id(cursor.0.as_deref(), 0)?;
         let mut conn = self.0.db.acquire().await?;
         conversation(&mut conn, auth.0.user_id, conversation_id.0).await?;
         let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

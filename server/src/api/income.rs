@@ -2,8 +2,9 @@
 //! at once; a recurring one (with a `payment_day`) is credited by the server on each due date.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, Response};
 use poem_openapi::{Object, OpenApi};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -15,7 +16,7 @@ use super::idempotency::Idempotency;
 use super::input::Input;
 use super::money::Money;
 use super::transactions::today;
-use super::{ApiError, Created, Ctx, Tag};
+use super::{ApiError, Created, Ctx, Tag, page};
 use crate::finance::audit;
 use crate::finance::income::{credit_due, next_due};
 use crate::finance::ledger::{self, Entry, Kind};
@@ -112,18 +113,32 @@ impl IncomeApi {
     async fn list(
         &self,
         auth: Auth,
+        request: &Request,
         user_id: Query<Option<i64>>,
         active: Query<Option<bool>>,
-    ) -> Result<Json<Vec<Income>>, ApiError> {
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> Result<Response<Json<Vec<Income>>>, ApiError> {
         auth.0.check(user_id.0, "user")?;
+        let limit = page::limit(limit.0, 100, 500)?;
+        let after = page::id(cursor.0.as_deref(), 0)?;
         let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM incomes WHERE user_id = $1 AND active = $2 ORDER BY id"
+            "SELECT {COLUMNS} FROM incomes WHERE user_id = $1 AND active = $2 AND id > $3
+             ORDER BY id LIMIT $4"
         )))
         .bind(auth.0.user_id)
         .bind(active.0.unwrap_or(true))
+        .bind(after)
+        .bind(limit + 1)
         .fetch_all(&self.0.db)
         .await?;
-        Ok(Json(rows.into_iter().map(Income::from).collect()))
+        Ok(page::page(
+            request,
+            rows,
+            limit,
+            |i| vec![json!(i.id)],
+            Income::from,
+        ))
     }
 
     /// The caller's active income sources (the reference system's second name for the list).
@@ -131,9 +146,13 @@ impl IncomeApi {
     async fn list_active(
         &self,
         auth: Auth,
+        request: &Request,
         user_id: Query<Option<i64>>,
-    ) -> Result<Json<Vec<Income>>, ApiError> {
-        self.list(auth, user_id, Query(Some(true))).await
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> Result<Response<Json<Vec<Income>>>, ApiError> {
+        self.list(auth, request, user_id, Query(Some(true)), limit, cursor)
+            .await
     }
 
     /// Adds an income source. A one-off income with an account is credited today; a recurring

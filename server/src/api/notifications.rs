@@ -42,10 +42,7 @@ impl NotificationsApi {
         cursor: Query<Option<String>>,
     ) -> Result<Response<Json<Vec<Notification>>>, ApiError> {
         let limit = page::limit(limit.0, 50, 500)?;
-        let before = match page::decode(cursor.0.as_deref())? {
-            Some(key) => page::part::<i64>(&key, 0)?,
-            None => i64::MAX,
-        };
+        let before = page::id(cursor.0.as_deref(), i64::MAX)?;
         let rows: Vec<Notification> = sqlx::query_as(
             "SELECT id, kind, title, message, budget_id, period, is_read, created_at
              FROM notifications

@@ -38,6 +38,14 @@ pub(crate) fn part<T: serde::de::DeserializeOwned>(key: &[Value], index: usize) 
         })
 }
 
+/// The id a cursor of a list ordered by id holds, or `none` without a cursor.
+pub(crate) fn id(cursor: Option<&str>, none: i64) -> Result<i64, ApiError> {
+    match decode(cursor)? {
+        Some(key) => part(&key, 0),
+        None => Ok(none),
+    }
+}
+
 /// `limit` clamped to `1..=max`, or `default`.
 pub(crate) fn limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     match limit {

@@ -168,7 +168,9 @@ async fn credit_income(pool: PgPool, every: Duration) {
 fn init_logs(format: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a terminal: piped into a file or a collector they are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     match format {
         "json" => logs.json().init(),
         "text" => logs.init(),

@@ -189,3 +189,50 @@ fn serve_names_the_database_setting_to_fix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_answers_and_stops_gracefully_on_sigterm() {
+    use std::io::{Read, Write};
+    let port = 20000 + (std::process::id() % 10000) as u16;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_finch"))
+        .arg("serve")
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        // Log lines go to standard output.
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("finch serve starts");
+    let mut health = String::new();
+    for _ in 0..600 {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            stream
+                .write_all(b"GET /api/personal_assistant/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            stream.read_to_string(&mut health).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
+    assert!(
+        health.starts_with("HTTP/1.1 200"),
+        "{health:?} / {status} / {logs}"
+    );
+    assert!(killed.success());
+    assert!(status.success(), "{status}: {logs}");
+    assert!(logs.contains("shutting down"), "{logs}");
+    let request = logs
+        .lines()
+        .find(|line| line.contains("path=/api/personal_assistant/health"));
+    assert!(
+        request.is_some_and(|line| line.contains("request_id=") && line.contains("status=200")),
+        "{logs}"
+    );
+}

@@ -274,3 +274,30 @@ async fn the_demo_user_can_log_in_and_has_a_year_of_data(pool: PgPool) {
         "the same seed gives the same year"
     );
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn seed_demo_prints_the_login(pool: PgPool) {
+    let database = pool
+        .connect_options()
+        .get_database()
+        .expect("a test database")
+        .to_owned();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL for the tests");
+    let url = format!(
+        "{}/{database}",
+        base.rsplit_once('/').expect("a URL with a database").0
+    );
+    let output = crate::finch(&["seed-demo", "--db", &url, "--today", "2026-11-20"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("log in with email `demo@finch.example` and password `finch-demo-2026`"),
+        "{stdout}"
+    );
+    let again = crate::finch(&["seed-demo", "--db", &url]);
+    assert!(!again.status.success(), "a second demo user is refused");
+}

@@ -76,7 +76,7 @@ async fn every_route_answers_its_success_path(pool: PgPool) {
         .post(
             "/api/database/transactions",
             &ada,
-            json!({"date": today(), "amount": 42.5, "store_name": "Market", "city": "Lyon", "budget_id": budget_id, "account_id": ada.regular}),
+            json!({"date": today(), "amount": 42.5, "store_name": "Market", "city": "Lyon", "neighbourhood": "Croix-Rousse", "budget_id": budget_id, "account_id": ada.regular}),
         )
         .await;
     assert_eq!(expense.status, 201, "{:?}", expense.json);
@@ -115,6 +115,16 @@ async fn every_route_answers_its_success_path(pool: PgPool) {
         ),
         (Some(1), Some(id))
     );
+    let every_filter = format!(
+        "/api/database/transactions/search?query=market&category=Groceries&min_amount=50&max_amount=50.00\
+         &start_date={0}&end_date={0}&city=lyon&neighbourhood=croix&transaction_type=expense",
+        today()
+    );
+    assert_eq!(api.get(&every_filter, &ada).await.json["count"], 1);
+    let other_city = api
+        .get("/api/database/transactions/search?city=Paris", &ada)
+        .await;
+    assert_eq!(other_city.json["count"], 0);
 
     let transfer = api
         .post(
@@ -197,7 +207,7 @@ async fn every_route_answers_its_success_path(pool: PgPool) {
     assert_eq!(income.status, 201, "{:?}", income.json);
     let income_id = income.json["income"]["income_id"].as_i64().unwrap();
     assert_eq!(
-        api.get("/api/database/income/active", &ada).await.json[0]["type_income"],
+        api.get("/api/database/income", &ada).await.json[0]["type_income"],
         "salary"
     );
     assert_eq!(
@@ -552,5 +562,44 @@ async fn the_docs_render_offline(pool: PgPool) {
 #[tokio::test]
 async fn the_openapi_document_is_as_recorded() {
     let spec: serde_json::Value = serde_json::from_str(&server::api::openapi_json()).unwrap();
+    let paths = spec["paths"].as_object().expect("paths");
+    assert!(paths.len() > 30, "{} paths", paths.len());
+    assert!(
+        !paths
+            .keys()
+            .any(|path| path.contains("execute") || path.contains("sql")),
+        "no route runs client-supplied SQL"
+    );
     insta::assert_json_snapshot!("openapi", spec);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_503_with_retry_after() {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(500))
+        .connect_lazy("postgres://root@127.0.0.1:1/nowhere")
+        .unwrap();
+    let api = Api::new(pool);
+    let health = api
+        .call(Method::GET, "/api/personal_assistant/health", None, None)
+        .await;
+    assert_eq!(
+        (health.status, health.json["status"].as_str()),
+        (503, Some("degraded"))
+    );
+    let login = api
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "a@b.co", "password": "whatever"})),
+        )
+        .await;
+    assert_eq!(
+        (login.status, login.json["code"].as_str()),
+        (503, Some("database_unavailable")),
+        "{:?}",
+        login.json
+    );
+    assert!(login.headers.contains_key("retry-after"));
 }
