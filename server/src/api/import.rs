@@ -7,6 +7,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::PgConnection;
 
 use super::auth::Auth;
 use super::input::Input;
@@ -14,7 +15,7 @@ use super::money::Money;
 use super::transactions::{TransactionType, today};
 use super::{ApiError, Ctx, Tag};
 use crate::finance::audit;
-use crate::finance::csv_import::{self, ImportError};
+use crate::finance::csv_import::{self, ImportError, ImportRow};
 use crate::finance::ledger::{self, Entry, Kind};
 
 pub(crate) struct ImportApi(pub(crate) Ctx);
@@ -76,34 +77,18 @@ impl ImportApi {
     async fn import(&self, auth: Auth, body: Input<ImportRequest>) -> Result<Json<ImportReport>, ApiError> {
         let user = auth.0.user_id;
         let request = body.value;
-        let delimiter = match request.mapping.delimiter.as_deref() {
-            None => None,
-            Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
-            Some(_) => return Err(ApiError::invalid("mapping.delimiter", "must be one character")),
-        };
-        let mapping = csv_import::Mapping {
-            date: request.mapping.date,
-            amount: request.mapping.amount,
-            debit: request.mapping.debit,
-            credit: request.mapping.credit,
-            description: request.mapping.description,
-            category: request.mapping.category,
-            date_format: request.mapping.date_format,
-            delimiter,
-        };
-        let account_key = request
-            .account_id
-            .map_or("none".to_owned(), |id| format!("account:{id}"));
+        let account = request.account_id;
+        let account_key = account.map_or("none".to_owned(), |id| format!("account:{id}"));
+        let mapping = request.mapping.into_mapping()?;
         let rows = csv_import::parse(&request.csv, &mapping, &account_key).map_err(invalid_csv)?;
         let mut tx = self.0.db.begin().await?;
-        if let Some(account) = request.account_id {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM accounts WHERE user_id = $1 AND id = $2")
-                    .bind(user)
-                    .bind(account)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            found.ok_or(ApiError::NotFound { what: "account" })?;
+        if let Some(account) = account {
+            sqlx::query_scalar::<_, i64>("SELECT id FROM accounts WHERE user_id = $1 AND id = $2")
+                .bind(user)
+                .bind(account)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(ApiError::NotFound { what: "account" })?;
         }
         let budgets: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, lower(name) FROM budgets WHERE user_id = $1 AND active")
@@ -118,7 +103,6 @@ impl ImportApi {
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        let today = today();
         let mut report = ImportReport {
             dry_run: request.dry_run,
             imported: 0,
@@ -127,71 +111,89 @@ impl ImportApi {
         };
         for row in rows {
             let kind = if row.outflow { Kind::Expense } else { Kind::Deposit };
-            let budget_id = match (kind, &row.category) {
-                (Kind::Expense, Some(category)) => {
-                    let category = category.trim().to_lowercase();
-                    budgets
-                        .iter()
-                        .find(|(_, name)| *name == category)
-                        .map(|(id, _)| *id)
-                }
-                _ => None,
-            };
-            let mut status = if known.contains(&row.import_id) {
-                "duplicate"
+            let budget_id = budget_of(&budgets, kind, row.category.as_deref());
+            let new = if known.contains(&row.import_id) {
+                false
+            } else if request.dry_run {
+                true
             } else {
-                "new"
+                insert(&mut tx, user, &row, kind, budget_id, account).await?
             };
-            if status == "new" && !request.dry_run {
-                let mut entry = Entry::new(kind, row.date, row.amount);
-                entry.description = row.description.clone();
-                entry.budget_id = budget_id;
-                entry.account_id = request.account_id;
-                entry.import_id = Some(row.import_id.clone());
-                let inserted =
-                    ledger::insert(&mut tx, user, &entry, today)
-                        .await
-                        .map_err(|err| match err {
-                            ledger::LedgerError::Move(err) => {
-                                ApiError::conflict("insufficient_funds", format!("line {}: {err}", row.line))
-                            }
-                            other => other.into(),
-                        })?;
-                if inserted.is_none() {
-                    status = "duplicate";
-                }
-            }
-            match status {
-                "new" => report.imported += 1,
-                _ => report.duplicates += 1,
+            match new {
+                true => report.imported += 1,
+                false => report.duplicates += 1,
             }
             report.rows.push(ImportedRow {
                 line: row.line as i64,
                 date: row.date,
                 amount: Money(row.amount),
-                transaction_type: match kind {
-                    Kind::Expense => TransactionType::Expense,
-                    _ => TransactionType::Deposit,
-                },
+                transaction_type: kind.into(),
                 description: row.description,
                 budget_id,
-                status: status.to_owned(),
+                status: if new { "new" } else { "duplicate" }.to_owned(),
             });
         }
         if !request.dry_run {
-            audit::record(
-                &mut tx,
-                user,
-                "import",
-                "transaction",
-                None,
-                json!({"imported": report.imported, "duplicates": report.duplicates}),
-            )
-            .await?;
+            let detail = json!({"imported": report.imported, "duplicates": report.duplicates});
+            audit::record(&mut tx, user, "import", "transaction", None, detail).await?;
             tx.commit().await?;
         }
         Ok(Json(report))
     }
+}
+
+impl ColumnMapping {
+    fn into_mapping(self) -> Result<csv_import::Mapping, ApiError> {
+        let delimiter = match self.delimiter.as_deref() {
+            None => None,
+            Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
+            Some(_) => return Err(ApiError::invalid("mapping.delimiter", "must be one character")),
+        };
+        Ok(csv_import::Mapping {
+            date: self.date,
+            amount: self.amount,
+            debit: self.debit,
+            credit: self.credit,
+            description: self.description,
+            category: self.category,
+            date_format: self.date_format,
+            delimiter,
+        })
+    }
+}
+
+/// The budget an expense's category names (case-insensitively), if any.
+fn budget_of(budgets: &[(i64, String)], kind: Kind, category: Option<&str>) -> Option<i64> {
+    let category = category.filter(|_| kind == Kind::Expense)?.trim().to_lowercase();
+    budgets
+        .iter()
+        .find(|(_, name)| *name == category)
+        .map(|(id, _)| *id)
+}
+
+/// Records `row`; `false` when it was imported meanwhile.
+async fn insert(
+    conn: &mut PgConnection,
+    user: i64,
+    row: &ImportRow,
+    kind: Kind,
+    budget_id: Option<i64>,
+    account_id: Option<i64>,
+) -> Result<bool, ApiError> {
+    let mut entry = Entry::new(kind, row.date, row.amount);
+    entry.description = row.description.clone();
+    entry.budget_id = budget_id;
+    entry.account_id = account_id;
+    entry.import_id = Some(row.import_id.clone());
+    let inserted = ledger::insert(conn, user, &entry, today())
+        .await
+        .map_err(|err| match err {
+            ledger::LedgerError::Move(err) => {
+                ApiError::conflict("insufficient_funds", format!("line {}: {err}", row.line))
+            }
+            other => other.into(),
+        })?;
+    Ok(inserted.is_some())
 }
 
 /// Every problem in the file, the first as the error and all of them in its detail.

@@ -1,6 +1,8 @@
 //! `/api/database/transactions`: list, create, update, delete and search a user's
 //! transactions, with the reference system's field names (`transaction_id`, `store_name`).
 
+mod search;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use poem::Request;
 use poem_openapi::param::{Header, Path, Query};
@@ -9,7 +11,7 @@ use poem_openapi::{Object, OpenApi};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use sqlx::PgConnection;
 
 use super::auth::Auth;
 use super::idempotency::Idempotency;
@@ -19,6 +21,7 @@ use super::users::text_enum;
 use super::{ApiError, Created, Ctx, Tag, page};
 use crate::finance::audit;
 use crate::finance::ledger::{self, Entry, Kind};
+use search::{Search, key};
 
 text_enum!(TransactionType {
     Expense = "expense",
@@ -32,6 +35,16 @@ impl From<TransactionType> for Kind {
             TransactionType::Expense => Kind::Expense,
             TransactionType::Deposit => Kind::Deposit,
             TransactionType::Transfer => Kind::Transfer,
+        }
+    }
+}
+
+impl From<Kind> for TransactionType {
+    fn from(kind: Kind) -> TransactionType {
+        match kind {
+            Kind::Expense => TransactionType::Expense,
+            Kind::Deposit => TransactionType::Deposit,
+            Kind::Transfer => TransactionType::Transfer,
         }
     }
 }
@@ -376,86 +389,6 @@ impl TransactionsApi {
             transactions,
             next_cursor,
         }))
-    }
-}
-
-/// What a list or search filters on.
-#[derive(Debug, Default)]
-struct Search {
-    text: Option<String>,
-    category: Option<String>,
-    min_amount: Option<Money>,
-    max_amount: Option<Money>,
-    start_date: Option<NaiveDate>,
-    end_date: Option<NaiveDate>,
-    city: Option<String>,
-    neighbourhood: Option<String>,
-    transaction_type: Option<TransactionType>,
-}
-
-fn key(row: &Row) -> Vec<serde_json::Value> {
-    vec![json!(row.date), json!(row.id)]
-}
-
-/// `%text%` for ILIKE, with the pattern characters of `text` taken literally.
-fn contains(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
-impl TransactionsApi {
-    async fn search_rows(
-        &self,
-        user: i64,
-        filter: &Search,
-        cursor: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<Row>, ApiError> {
-        let mut query = QueryBuilder::<Postgres>::new(SELECT);
-        query.push_bind(user);
-        if let Some(text) = &filter.text {
-            query.push(" AND t.description ILIKE ").push_bind(contains(text));
-        }
-        if let Some(category) = &filter.category {
-            query.push(" AND b.name ILIKE ").push_bind(contains(category));
-        }
-        if let Some(min) = filter.min_amount {
-            query.push(" AND t.amount >= ").push_bind(min.0);
-        }
-        if let Some(max) = filter.max_amount {
-            query.push(" AND t.amount <= ").push_bind(max.0);
-        }
-        if let Some(start) = filter.start_date {
-            query.push(" AND t.date >= ").push_bind(start);
-        }
-        if let Some(end) = filter.end_date {
-            query.push(" AND t.date <= ").push_bind(end);
-        }
-        if let Some(city) = &filter.city {
-            query.push(" AND t.city ILIKE ").push_bind(contains(city));
-        }
-        if let Some(neighbourhood) = &filter.neighbourhood {
-            query
-                .push(" AND t.neighbourhood ILIKE ")
-                .push_bind(contains(neighbourhood));
-        }
-        if let Some(kind) = filter.transaction_type {
-            query.push(" AND t.kind = ").push_bind(kind.as_str());
-        }
-        if let Some(after) = page::decode(cursor)? {
-            let date: NaiveDate = page::part(&after, 0)?;
-            let id: i64 = page::part(&after, 1)?;
-            query
-                .push(" AND (t.date, t.id) < (")
-                .push_bind(date)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
-        }
-        query
-            .push(" ORDER BY t.date DESC, t.id DESC LIMIT ")
-            .push_bind(limit + 1);
-        Ok(query.build_query_as().fetch_all(&self.0.db).await?)
     }
 }
 
