@@ -41,7 +41,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Entry {
     #[sqlx(try_from = "String")]
-    pub kind: KindText,
+    pub kind: Kind,
     pub date: NaiveDate,
     pub amount: Decimal,
     pub description: Option<String>,
@@ -55,14 +55,10 @@ pub struct Entry {
     pub import_id: Option<String>,
 }
 
-/// [`Kind`] as read from the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KindText(pub Kind);
-
-impl TryFrom<String> for KindText {
+impl TryFrom<String> for Kind {
     type Error = String;
-    fn try_from(text: String) -> Result<KindText, String> {
-        Kind::from_db(&text).map(KindText).ok_or(text)
+    fn try_from(text: String) -> Result<Kind, String> {
+        Kind::from_db(&text).ok_or(text)
     }
 }
 
@@ -70,7 +66,7 @@ impl Entry {
     /// A new entry of `kind` with no optional field set.
     pub fn new(kind: Kind, date: NaiveDate, amount: Decimal) -> Entry {
         Entry {
-            kind: KindText(kind),
+            kind,
             date,
             amount,
             description: None,
@@ -85,10 +81,6 @@ impl Entry {
         }
     }
 
-    pub fn kind(&self) -> Kind {
-        self.kind.0
-    }
-
     /// What the fields must satisfy together, with the field at fault.
     pub fn check(&self) -> Result<(), LedgerError> {
         let invalid = |field: &'static str, detail: &str| {
@@ -100,7 +92,7 @@ impl Entry {
         if self.amount <= Decimal::ZERO {
             return invalid("amount", "must be greater than zero");
         }
-        match self.kind() {
+        match self.kind {
             Kind::Transfer => {
                 if self.account_id.is_none() {
                     return invalid("account_id", "a transfer needs the account it comes from");
@@ -117,7 +109,7 @@ impl Entry {
             }
             _ => {}
         }
-        if self.budget_id.is_some() && self.kind() != Kind::Expense {
+        if self.budget_id.is_some() && self.kind != Kind::Expense {
             return invalid("budget_id", "only an expense belongs to a budget");
         }
         Ok(())
@@ -125,7 +117,7 @@ impl Entry {
 
     /// The balance changes this entry makes.
     pub fn effects(&self) -> Vec<(i64, Decimal)> {
-        match (self.kind(), self.account_id) {
+        match (self.kind, self.account_id) {
             (_, None) => vec![],
             (Kind::Expense, Some(account)) => vec![(account, -self.amount)],
             (Kind::Deposit, Some(account)) => vec![(account, self.amount)],
@@ -170,7 +162,7 @@ pub async fn insert(
          RETURNING id",
     )
     .bind(user_id)
-    .bind(entry.kind().as_str())
+    .bind(entry.kind.as_str())
     .bind(entry.date)
     .bind(entry.amount)
     .bind(&entry.description)
@@ -264,7 +256,7 @@ async fn apply(
     new: Option<&Entry>,
     today: NaiveDate,
 ) -> Result<(), LedgerError> {
-    if let Some(entry) = new.filter(|entry| entry.kind() == Kind::Transfer) {
+    if let Some(entry) = new.filter(|entry| entry.kind == Kind::Transfer) {
         let currencies: i64 = sqlx::query_scalar(
             "SELECT count(DISTINCT currency) FROM accounts WHERE user_id = $1 AND id IN ($2, $3)",
         )
