@@ -18,7 +18,7 @@ use super::money::Money;
 use super::transactions::today;
 use super::{ApiError, Created, Ctx, Tag, page};
 use crate::finance::audit;
-use crate::finance::income::{credit_due, next_due};
+use crate::finance::income::{self, Due, next_due};
 use crate::finance::ledger::{self, Entry, Kind};
 
 pub(crate) struct IncomeApi(pub(crate) Ctx);
@@ -179,38 +179,52 @@ impl IncomeApi {
         let next = new.payment_day.map(|day| next_due(day as u32, today));
         let saved = idempotency
             .run(&self.0.db, 201, async |tx: &mut PgConnection| {
-            let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO incomes (user_id, kind, amount, description, account_id, payment_day, next_payment_date)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-            )))
-            .bind(user)
-            .bind(new.type_income.trim())
-            .bind(new.amount.0)
-            .bind(&new.description)
-            .bind(new.account_id)
-            .bind(new.payment_day)
-            .bind(next)
-            .fetch_one(&mut *tx)
-            .await?;
-            if let (None, Some(account)) = (new.payment_day, new.account_id) {
-                let mut entry = Entry::new(Kind::Deposit, today, new.amount.0);
-                entry.account_id = Some(account);
-                entry.income_id = Some(row.id);
-                entry.description = Some(row.kind.clone());
-                ledger::insert(&mut *tx, user, &entry, today).await?;
-            }
-            audit::record(&mut *tx, user, "create", "income", Some(row.id), json!({})).await?;
-            let saved = IncomeSaved {
-                success: true,
-                message: "Income added".to_owned(),
-                income: row.into(),
-            };
-                Ok(saved)
+                let mut row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO incomes (user_id, kind, amount, description, account_id,
+                                          payment_day, next_payment_date)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+                )))
+                .bind(user)
+                .bind(new.type_income.trim())
+                .bind(new.amount.0)
+                .bind(&new.description)
+                .bind(new.account_id)
+                .bind(new.payment_day)
+                .bind(next)
+                .fetch_one(&mut *tx)
+                .await?;
+                match (new.payment_day, new.account_id) {
+                    (None, Some(account)) => {
+                        let mut entry = Entry::new(Kind::Deposit, today, new.amount.0);
+                        entry.account_id = Some(account);
+                        entry.income_id = Some(row.id);
+                        entry.description = Some(row.kind.clone());
+                        ledger::insert(&mut *tx, user, &entry, today).await?;
+                    }
+                    // Due today: credited with its creation, not at the next sweep.
+                    (Some(day), Some(account)) if next == Some(today) => {
+                        let due = Due {
+                            id: row.id,
+                            user_id: user,
+                            kind: row.kind.clone(),
+                            amount: row.amount,
+                            account_id: account,
+                            payment_day: day,
+                            next_payment_date: today,
+                        };
+                        let (_, next) = income::credit(&mut *tx, &due, today).await?;
+                        row.next_payment_date = Some(next);
+                    }
+                    _ => {}
+                }
+                audit::record(&mut *tx, user, "create", "income", Some(row.id), json!({})).await?;
+                Ok(IncomeSaved {
+                    success: true,
+                    message: "Income added".to_owned(),
+                    income: row.into(),
+                })
             })
             .await?;
-        if next == Some(today) {
-            credit_due(&self.0.db, today).await?;
-        }
         Ok(Created::Created(Json(saved)))
     }
 

@@ -5,7 +5,7 @@
 
 use chrono::{Datelike, Days, NaiveDate};
 use rust_decimal::Decimal;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use super::ledger::{self, Entry, Kind, LedgerError};
 
@@ -35,13 +35,50 @@ fn last_day(year: i32, month: u32) -> u32 {
     next.and_then(|d| d.pred_opt()).map_or(28, |d| d.day())
 }
 
+/// A recurring income at one of its due dates.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Due {
+    pub id: i64,
+    pub user_id: i64,
+    pub kind: String,
+    pub amount: Decimal,
+    pub account_id: i64,
+    pub payment_day: i16,
+    pub next_payment_date: NaiveDate,
+}
+
+/// Credits `due` on its due date and moves its next due date on. Returns whether a deposit was
+/// made (a date credited before is not credited again) and the next due date.
+pub async fn credit(
+    conn: &mut PgConnection,
+    due: &Due,
+    today: NaiveDate,
+) -> Result<(bool, NaiveDate), LedgerError> {
+    let date = due.next_payment_date;
+    let mut entry = Entry::new(Kind::Deposit, date, due.amount);
+    entry.account_id = Some(due.account_id);
+    entry.income_id = Some(due.id);
+    entry.description = Some(due.kind.clone());
+    let deposited = ledger::insert(conn, due.user_id, &entry, today).await?.is_some();
+    let next = next_due(
+        due.payment_day as u32,
+        date.checked_add_days(Days::new(1)).unwrap_or(date),
+    );
+    sqlx::query("UPDATE incomes SET next_payment_date = $2, updated_at = now() WHERE id = $1")
+        .bind(due.id)
+        .bind(next)
+        .execute(conn)
+        .await?;
+    Ok((deposited, next))
+}
+
 /// Credits every recurring income due on or before `today`, catching up missed months; returns
 /// how many deposits were made.
 pub async fn credit_due(pool: &PgPool, today: NaiveDate) -> Result<usize, LedgerError> {
     let mut credited = 0;
     loop {
         let mut tx = pool.begin().await?;
-        let due: Vec<(i64, i64, String, Decimal, i64, i16, NaiveDate)> = sqlx::query_as(
+        let due: Vec<Due> = sqlx::query_as(
             "SELECT id, user_id, kind, amount, account_id, payment_day, next_payment_date
              FROM incomes
              WHERE active AND payment_day IS NOT NULL AND next_payment_date <= $1
@@ -54,20 +91,9 @@ pub async fn credit_due(pool: &PgPool, today: NaiveDate) -> Result<usize, Ledger
         if due.is_empty() {
             return Ok(credited);
         }
-        for (id, user, kind, amount, account, day, date) in due {
-            let mut entry = Entry::new(Kind::Deposit, date, amount);
-            entry.account_id = Some(account);
-            entry.income_id = Some(id);
-            entry.description = Some(kind);
-            if ledger::insert(&mut tx, user, &entry, today).await?.is_some() {
-                credited += 1;
-            }
-            let next = next_due(day as u32, date.checked_add_days(Days::new(1)).unwrap_or(date));
-            sqlx::query("UPDATE incomes SET next_payment_date = $2, updated_at = now() WHERE id = $1")
-                .bind(id)
-                .bind(next)
-                .execute(&mut *tx)
-                .await?;
+        for income in &due {
+            let (deposited, _) = credit(&mut tx, income, today).await?;
+            credited += usize::from(deposited);
         }
         tx.commit().await?;
     }
