@@ -151,8 +151,8 @@ impl AccountsApi {
             .run(&self.0.db, 201, async |tx: &mut PgConnection| {
                 let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO accounts (user_id, name, kind, currency)
-                 SELECT $1, $2, $3, coalesce($4, preferred_currency) FROM users WHERE id = $1
-                 RETURNING {COLUMNS}"
+                     SELECT $1, $2, $3, coalesce($4, preferred_currency) FROM users WHERE id = $1
+                     RETURNING {COLUMNS}"
                 )))
                 .bind(user)
                 .bind(new.name.trim())

@@ -197,8 +197,8 @@ impl BudgetsApi {
             .run(&self.0.db, 201, async |tx: &mut PgConnection| {
                 let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO budgets (user_id, name, description, monthly_limit, priority, icon, color)
-                 VALUES ($1, $2, $3, $4, $5, coalesce($6, 'wallet'), coalesce($7, '#10b981'))
-                 RETURNING {COLUMNS}"
+                     VALUES ($1, $2, $3, $4, $5, coalesce($6, 'wallet'), coalesce($7, '#10b981'))
+                     RETURNING {COLUMNS}"
                 )))
                 .bind(user)
                 .bind(new.budget_name.trim())

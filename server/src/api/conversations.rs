@@ -131,7 +131,7 @@ impl ConversationsApi {
             .run(&self.0.db, 201, async |tx: &mut PgConnection| {
                 let conversation: Conversation = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO conversations (user_id, channel, title) VALUES ($1, coalesce($2, 'web'), $3)
-                 RETURNING {CONVERSATION}"
+                     RETURNING {CONVERSATION}"
                 )))
                 .bind(user)
                 .bind(&new.channel)

@@ -209,28 +209,29 @@ impl GoalsApi {
         }
         let saved = idempotency
             .run(&self.0.db, 201, async |tx: &mut PgConnection| {
-            let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO goals (user_id, name, target, description, plan, start_date, due_date, icon, color)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'flag'), coalesce($9, '#10b981'))
-                 RETURNING {COLUMNS}"
-            )))
-            .bind(user)
-            .bind(new.goal_name.trim())
-            .bind(new.target.0)
-            .bind(&new.description)
-            .bind(&new.plan)
-            .bind(start)
-            .bind(new.due_date)
-            .bind(&new.icon)
-            .bind(&new.color)
-            .fetch_one(&mut *tx)
-            .await?;
-            audit::record(&mut *tx, user, "create", "goal", Some(row.id), json!({})).await?;
-            let saved = GoalSaved {
-                success: true,
-                message: "Goal created".to_owned(),
-                goal: row.into(),
-            };
+                let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO goals (user_id, name, target, description, plan, start_date, due_date,
+                                       icon, color)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, 'flag'), coalesce($9, '#10b981'))
+                     RETURNING {COLUMNS}"
+                )))
+                .bind(user)
+                .bind(new.goal_name.trim())
+                .bind(new.target.0)
+                .bind(&new.description)
+                .bind(&new.plan)
+                .bind(start)
+                .bind(new.due_date)
+                .bind(&new.icon)
+                .bind(&new.color)
+                .fetch_one(&mut *tx)
+                .await?;
+                audit::record(&mut *tx, user, "create", "goal", Some(row.id), json!({})).await?;
+                let saved = GoalSaved {
+                    success: true,
+                    message: "Goal created".to_owned(),
+                    goal: row.into(),
+                };
                 Ok(saved)
             })
             .await?;

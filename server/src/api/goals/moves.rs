@@ -47,8 +47,8 @@ impl GoalsApi {
                 accounts::apply(&mut *tx, user, &[(savings, -delta)]).await?;
                 let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE goals SET saved = saved + $2, updated_at = now(),
-                    status = CASE WHEN saved + $2 >= target THEN 'achieved' ELSE 'active' END
-                 WHERE id = $1 RETURNING {COLUMNS}"
+                        status = CASE WHEN saved + $2 >= target THEN 'achieved' ELSE 'active' END
+                     WHERE id = $1 RETURNING {COLUMNS}"
                 )))
                 .bind(goal.id)
                 .bind(delta)
