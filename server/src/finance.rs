@@ -9,3 +9,4 @@ pub mod csv_import;
 pub mod demo;
 pub mod income;
 pub mod ledger;
+pub mod password;

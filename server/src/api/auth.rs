@@ -4,7 +4,6 @@
 //! Tokens are opaque: 32 random bytes, base64url for the client, their SHA-256 in the database,
 //! with an expiry and a revocation time. Nothing about identity is ever read from a body.
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -19,7 +18,7 @@ use sqlx::PgConnection;
 use super::input::Input;
 use super::users::{EducationLevel, EmploymentStatus};
 use super::{ApiError, Ctx, Tag};
-use crate::finance::{accounts, audit};
+use crate::finance::{accounts, audit, password};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, Copy)]
@@ -132,7 +131,7 @@ impl AuthApi {
                 return Err(ApiError::invalid(field, "must not be empty"));
             }
         }
-        let hash = hash_password(new.password).await?;
+        let hash = password::hash(new.password).await?;
         let mut tx = self.0.db.begin().await?;
         let user_id: i64 = sqlx::query_scalar(
             "INSERT INTO users (email, first_name, last_name, job_title, employment_status,
@@ -199,14 +198,7 @@ impl AuthApi {
             Some(row) => row,
             None => (0, String::new(), DUMMY_HASH.to_owned()),
         };
-        let password = login.password;
-        let verified = tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
-        })
-        .await
-        .map_err(|err| ApiError::Internal(err.into()))?;
+        let verified = password::verify(login.password, hash).await?;
         if !verified || user_id == 0 {
             return Err(ApiError::BadCredentials);
         }
@@ -264,17 +256,6 @@ impl AuthApi {
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$FTSUEqm4VmzlGJ8iXgAPHzTJDXNsb9UHmr8D5MRvjyU";
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|hash| hash.to_string())
-    })
-    .await
-    .map_err(|err| ApiError::Internal(err.into()))?
-    .map_err(|err| ApiError::Internal(anyhow::anyhow!("hashing a password: {err}")))
-}
-
 fn checked_email(email: &str) -> Result<String, ApiError> {
     let email = email.trim();
     match email.split_once('@') {
@@ -295,6 +276,8 @@ pub(crate) fn checked_currency(code: &str, field: &str) -> Result<String, ApiErr
 
 #[cfg(test)]
 mod tests {
+    use argon2::{Argon2, PasswordVerifier};
+
     use super::*;
 
     #[test]
