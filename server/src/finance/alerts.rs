@@ -39,23 +39,7 @@ pub async fn check(
     .bind(period)
     .fetch_one(&mut *conn)
     .await?;
-    if limit <= Decimal::ZERO {
-        return Ok(());
-    }
-    let percent = (spent * Decimal::ONE_HUNDRED / limit).round_dp(0);
-    let (kind, title, message) = if spent >= limit {
-        (
-            "budget_exceeded",
-            format!("Budget exceeded: {name}"),
-            format!("You have spent {spent:.2} of your {limit:.2} {name} budget this month ({percent}%)."),
-        )
-    } else if spent * Decimal::from(5) >= limit * Decimal::from(4) {
-        (
-            "budget_warning",
-            format!("Budget warning: {name}"),
-            format!("You have used {percent}% of your {name} budget this month ({spent:.2} of {limit:.2})."),
-        )
-    } else {
+    let Some(Alert { kind, title, message }) = alert(&name, limit, spent) else {
         return Ok(());
     };
     // A warning after the limit was already exceeded would only be noise.
@@ -77,6 +61,64 @@ pub async fn check(
     Ok(())
 }
 
+/// A notification to raise.
+#[derive(Debug, PartialEq)]
+struct Alert {
+    kind: &'static str,
+    title: String,
+    message: String,
+}
+
+/// The alert that spending `spent` against a monthly `limit` calls for, if any.
+fn alert(name: &str, limit: Decimal, spent: Decimal) -> Option<Alert> {
+    if limit <= Decimal::ZERO {
+        return None;
+    }
+    let percent = (spent * Decimal::ONE_HUNDRED / limit).round_dp(0);
+    if spent >= limit {
+        Some(Alert {
+            kind: "budget_exceeded",
+            title: format!("Budget exceeded: {name}"),
+            message: format!(
+                "You have spent {spent:.2} of your {limit:.2} {name} budget this month ({percent}%)."
+            ),
+        })
+    } else if spent * Decimal::from(5) >= limit * Decimal::from(4) {
+        Some(Alert {
+            kind: "budget_warning",
+            title: format!("Budget warning: {name}"),
+            message: format!(
+                "You have used {percent}% of your {name} budget this month ({spent:.2} of {limit:.2})."
+            ),
+        })
+    } else {
+        None
+    }
+}
+
 pub fn first_of_month(date: NaiveDate) -> NaiveDate {
     date.with_day(1).expect("every month has a first day")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(limit: i64, spent: i64) -> Option<&'static str> {
+        alert("Fun", Decimal::new(limit, 2), Decimal::new(spent, 2)).map(|alert| alert.kind)
+    }
+
+    #[test]
+    fn a_warning_from_80_percent_and_an_alert_from_100() {
+        assert_eq!(kind(10_000, 7_999), None);
+        assert_eq!(kind(10_000, 8_000), Some("budget_warning"));
+        assert_eq!(kind(10_000, 9_999), Some("budget_warning"));
+        assert_eq!(kind(10_000, 10_000), Some("budget_exceeded"));
+        assert_eq!(kind(0, 500), None, "a zero limit never alerts");
+        let alert = alert("Fun", Decimal::new(10_000, 2), Decimal::new(8_550, 2)).unwrap();
+        assert_eq!(
+            alert.message,
+            "You have used 86% of your Fun budget this month (85.50 of 100.00)."
+        );
+    }
 }

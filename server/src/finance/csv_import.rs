@@ -68,6 +68,48 @@ pub enum ImportError {
 /// A mapped column: its name in the mapping, and its index in the file.
 type Column<'a> = (&'a str, usize);
 
+/// Where the mapped columns are in the file.
+struct Columns<'a> {
+    date: Column<'a>,
+    amounts: Amounts<'a>,
+    description: Option<Column<'a>>,
+    category: Option<Column<'a>>,
+}
+
+impl<'a> Columns<'a> {
+    /// Finds every mapped column, or reports each one missing (or a mapping that makes no sense).
+    fn find(headers: &StringRecord, mapping: &'a Mapping) -> Result<Columns<'a>, Vec<ImportError>> {
+        let mut missing = Vec::new();
+        let mut column = |name| find_column(headers, name, &mut missing);
+        let date = column(&mapping.date);
+        let amounts = match (&mapping.amount, &mapping.debit, &mapping.credit) {
+            (Some(amount), None, None) => Amounts::Signed(column(amount)),
+            (None, Some(debit), Some(credit)) => Amounts::Split {
+                debit: column(debit),
+                credit: column(credit),
+            },
+            (amount, _, _) => {
+                let detail = match amount {
+                    None => "map an amount column, or both a debit and a credit column",
+                    Some(_) => "map an amount column or debit and credit columns, not both",
+                };
+                return Err(vec![ImportError::Mapping(detail.to_string())]);
+            }
+        };
+        let description = mapping.description.as_deref().map(&mut column);
+        let category = mapping.category.as_deref().map(&mut column);
+        match missing.is_empty() {
+            true => Ok(Columns {
+                date,
+                amounts,
+                description,
+                category,
+            }),
+            false => Err(missing),
+        }
+    }
+}
+
 enum Amounts<'a> {
     Signed(Column<'a>),
     Split { debit: Column<'a>, credit: Column<'a> },
@@ -85,33 +127,11 @@ pub fn parse(text: &str, mapping: &Mapping, account_key: &str) -> Result<Vec<Imp
         .headers()
         .map_err(|error| vec![ImportError::Csv(error.to_string())])?
         .clone();
-    let mut missing = Vec::new();
-    let mut column = |name| find_column(&headers, name, &mut missing);
-    let date_column = column(&mapping.date);
-    let amounts = match (&mapping.amount, &mapping.debit, &mapping.credit) {
-        (Some(amount), None, None) => Amounts::Signed(column(amount)),
-        (None, Some(debit), Some(credit)) => Amounts::Split {
-            debit: column(debit),
-            credit: column(credit),
-        },
-        (amount, _, _) => {
-            let detail = match amount {
-                None => "map an amount column, or both a debit and a credit column",
-                Some(_) => "map an amount column or debit and credit columns, not both",
-            };
-            return Err(vec![ImportError::Mapping(detail.to_string())]);
-        }
-    };
-    let description_column = mapping.description.as_deref().map(&mut column);
-    let category_column = mapping.category.as_deref().map(&mut column);
-    if !missing.is_empty() {
-        return Err(missing);
-    }
-
+    let columns = Columns::find(&headers, mapping)?;
     let (records, mut errors) = read_records(&mut reader, text, headers.len());
     let date_format = match &mapping.date_format {
         Some(format) => format.as_str(),
-        None => pick_date_format(records.iter().map(|(_, record)| cell(record, date_column.1))),
+        None => pick_date_format(records.iter().map(|(_, record)| cell(record, columns.date.1))),
     };
     let mut rows = Vec::new();
     for (line, record) in &records {
@@ -120,21 +140,21 @@ pub fn parse(text: &str, mapping: &Mapping, account_key: &str) -> Result<Vec<Imp
             column,
             detail,
         };
-        let date = parse_date(cell(record, date_column.1), date_format)
-            .map_err(|detail| fail((date_column.0.to_string(), detail)));
+        let date = parse_date(cell(record, columns.date.1), date_format)
+            .map_err(|detail| fail((columns.date.0.to_string(), detail)));
         let text_cell = |column: Option<Column<'_>>| {
             Some(cell(record, column?.1))
                 .filter(|value| !value.is_empty())
                 .map(str::to_string)
         };
-        match (date, row_amount(record, &amounts).map_err(fail)) {
+        match (date, row_amount(record, &columns.amounts).map_err(fail)) {
             (Ok(date), Ok(signed)) => rows.push(ImportRow {
                 line: *line,
                 date,
                 amount: signed.abs(),
                 outflow: signed.is_sign_negative(),
-                description: text_cell(description_column),
-                category: text_cell(category_column),
+                description: text_cell(columns.description),
+                category: text_cell(columns.category),
                 import_id: String::new(),
             }),
             (date, signed) => errors.extend(date.err().into_iter().chain(signed.err())),
@@ -144,8 +164,15 @@ pub fn parse(text: &str, mapping: &Mapping, account_key: &str) -> Result<Vec<Imp
         return Err(errors);
     }
 
+    assign_import_ids(&mut rows, account_key);
+    Ok(rows)
+}
+
+/// Gives each row its import id: the account, date, signed amount and description, and how
+/// many identical rows came before it in the file.
+fn assign_import_ids(rows: &mut [ImportRow], account_key: &str) {
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for row in &mut rows {
+    for row in rows.iter_mut() {
         let mut signed = if row.outflow { -row.amount } else { row.amount };
         signed.rescale(2);
         let description = row.description.as_deref().unwrap_or("");
@@ -154,7 +181,6 @@ pub fn parse(text: &str, mapping: &Mapping, account_key: &str) -> Result<Vec<Imp
         row.import_id = hex_sha256(&format!("{account_key}\u{1f}{key}\u{1f}{occurrence}"));
         *occurrence += 1;
     }
-    Ok(rows)
 }
 
 /// The records with a non-empty cell, each with its line, and the malformed ones as errors.
