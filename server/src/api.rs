@@ -7,6 +7,7 @@
 
 mod accounts;
 mod analytics;
+mod audited;
 mod auth;
 mod budgets;
 mod conversations;

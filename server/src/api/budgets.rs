@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
 
+use super::audited::{self, Change};
 use super::auth::Auth;
 use super::idempotency::Idempotency;
 use super::input::Input;
@@ -237,8 +238,7 @@ impl BudgetsApi {
             changes.priority_level_int,
             changes.color.as_deref(),
         )?;
-        let mut tx = self.0.db.begin().await?;
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE budgets SET
                 name = coalesce($3, name), description = coalesce($4, description),
                 monthly_limit = coalesce($5, monthly_limit), priority = coalesce($6, priority),
@@ -255,21 +255,13 @@ impl BudgetsApi {
         .bind(changes.priority_level_int)
         .bind(&changes.icon)
         .bind(&changes.color)
-        .bind(changes.is_active)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(name_taken)?;
-        let row = row.ok_or(ApiError::NotFound { what: "budget" })?;
-        audit::record(
-            &mut tx,
-            auth.0.user_id,
-            "update",
-            "budget",
-            Some(row.id),
-            json!({}),
-        )
-        .await?;
-        tx.commit().await?;
+        .bind(changes.is_active);
+        let change = Change {
+            user: auth.0.user_id,
+            action: "update",
+            object: "budget",
+        };
+        let row: Row = audited::update_one(&self.0.db, change, query, |row: &Row| row.id, name_taken).await?;
         Ok(Json(BudgetSaved {
             success: true,
             message: "Budget updated".to_owned(),
@@ -280,26 +272,19 @@ impl BudgetsApi {
     /// Deactivates a budget; its transactions keep it.
     #[oai(path = "/:budget_id", method = "delete")]
     async fn delete(&self, auth: Auth, budget_id: Path<i64>) -> Result<Json<BudgetSaved>, ApiError> {
-        let mut tx = self.0.db.begin().await?;
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE budgets SET active = false, updated_at = now()
              WHERE user_id = $1 AND id = $2 AND active RETURNING {COLUMNS}"
         )))
         .bind(auth.0.user_id)
-        .bind(budget_id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = row.ok_or(ApiError::NotFound { what: "budget" })?;
-        audit::record(
-            &mut tx,
-            auth.0.user_id,
-            "delete",
-            "budget",
-            Some(row.id),
-            json!({}),
-        )
-        .await?;
-        tx.commit().await?;
+        .bind(budget_id.0);
+        let change = Change {
+            user: auth.0.user_id,
+            action: "delete",
+            object: "budget",
+        };
+        let row: Row =
+            audited::update_one(&self.0.db, change, query, |row: &Row| row.id, ApiError::from).await?;
         Ok(Json(BudgetSaved {
             success: true,
             message: "Budget deactivated".to_owned(),

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
 
+use super::audited::{self, Change};
 use super::auth::Auth;
 use super::idempotency::Idempotency;
 use super::input::Input;
@@ -257,8 +258,7 @@ impl GoalsApi {
         if changes.target.is_some_and(|target| !target.is_positive()) {
             return Err(ApiError::invalid("target", "must be greater than zero"));
         }
-        let mut tx = self.0.db.begin().await?;
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE goals SET
                 name = coalesce($3, name), target = coalesce($4, target),
                 description = coalesce($5, description), plan = coalesce($6, plan),
@@ -276,18 +276,14 @@ impl GoalsApi {
         .bind(changes.due_date)
         .bind(changes.status.map(GoalStatus::as_str))
         .bind(&changes.icon)
-        .bind(&changes.color)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_check_violation() => {
-                ApiError::invalid("due_date", "is before the start date")
-            }
-            _ => err.into(),
-        })?;
-        let row = row.ok_or(ApiError::NotFound { what: "goal" })?;
-        audit::record(&mut tx, auth.0.user_id, "update", "goal", Some(row.id), json!({})).await?;
-        tx.commit().await?;
+        .bind(&changes.color);
+        let change = Change {
+            user: auth.0.user_id,
+            action: "update",
+            object: "goal",
+        };
+        let row: Row =
+            audited::update_one(&self.0.db, change, query, |row: &Row| row.id, due_before_start).await?;
         Ok(Json(GoalSaved {
             success: true,
             message: "Goal updated".to_owned(),
@@ -351,5 +347,15 @@ impl GoalsApi {
         body: Input<GoalMove>,
     ) -> Result<Json<GoalSaved>, ApiError> {
         self.move_money(auth, goal_id.0, key.0, body, false).await
+    }
+}
+
+/// A due date before the goal's start date, as the database refuses it.
+fn due_before_start(err: sqlx::Error) -> ApiError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_check_violation() => {
+            ApiError::invalid("due_date", "is before the start date")
+        }
+        _ => err.into(),
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
 
+use super::audited::{self, Change};
 use super::auth::Auth;
 use super::idempotency::Idempotency;
 use super::input::Input;
@@ -243,8 +244,7 @@ impl IncomeApi {
             changes.payment_day,
         )?;
         let next = changes.payment_day.map(|day| next_due(day as u32, today()));
-        let mut tx = self.0.db.begin().await?;
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE incomes SET kind = coalesce($3, kind), amount = coalesce($4, amount),
                 description = coalesce($5, description), payment_day = coalesce($6, payment_day),
                 next_payment_date = coalesce($7, next_payment_date), active = coalesce($8, active),
@@ -258,26 +258,13 @@ impl IncomeApi {
         .bind(&changes.description)
         .bind(changes.payment_day)
         .bind(next)
-        .bind(changes.active)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_check_violation() => {
-                ApiError::invalid("payment_day", "a recurring income needs an account")
-            }
-            _ => err.into(),
-        })?;
-        let row = row.ok_or(ApiError::NotFound { what: "income" })?;
-        audit::record(
-            &mut tx,
-            auth.0.user_id,
-            "update",
-            "income",
-            Some(row.id),
-            json!({}),
-        )
-        .await?;
-        tx.commit().await?;
+        .bind(changes.active);
+        let change = Change {
+            user: auth.0.user_id,
+            action: "update",
+            object: "income",
+        };
+        let row: Row = audited::update_one(&self.0.db, change, query, |row: &Row| row.id, no_account).await?;
         Ok(Json(IncomeSaved {
             success: true,
             message: "Income updated".to_owned(),
@@ -288,26 +275,19 @@ impl IncomeApi {
     /// Stops an income source; what it paid stays.
     #[oai(path = "/:income_id", method = "delete")]
     async fn delete(&self, auth: Auth, income_id: Path<i64>) -> Result<Json<IncomeSaved>, ApiError> {
-        let mut tx = self.0.db.begin().await?;
-        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE incomes SET active = false, updated_at = now()
              WHERE user_id = $1 AND id = $2 AND active RETURNING {COLUMNS}"
         )))
         .bind(auth.0.user_id)
-        .bind(income_id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = row.ok_or(ApiError::NotFound { what: "income" })?;
-        audit::record(
-            &mut tx,
-            auth.0.user_id,
-            "delete",
-            "income",
-            Some(row.id),
-            json!({}),
-        )
-        .await?;
-        tx.commit().await?;
+        .bind(income_id.0);
+        let change = Change {
+            user: auth.0.user_id,
+            action: "delete",
+            object: "income",
+        };
+        let row: Row =
+            audited::update_one(&self.0.db, change, query, |row: &Row| row.id, ApiError::from).await?;
         Ok(Json(IncomeSaved {
             success: true,
             message: "Income stopped".to_owned(),
@@ -327,4 +307,14 @@ fn check(kind: Option<&str>, amount: Option<Money>, payment_day: Option<i16>) ->
         return Err(ApiError::invalid("payment_day", "must be between 1 and 31"));
     }
     Ok(())
+}
+
+/// A payment day on an income without an account, as the database refuses it.
+fn no_account(err: sqlx::Error) -> ApiError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_check_violation() => {
+            ApiError::invalid("payment_day", "a recurring income needs an account")
+        }
+        _ => err.into(),
+    }
 }
