@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod registry;
 pub mod replay;
 pub mod run;
+pub mod sandbox;
 pub mod source;
 pub mod state;
 pub mod store;

@@ -9,7 +9,8 @@ mod interrupt;
 mod llm;
 mod map;
 mod router;
-mod sql;
+pub(crate) mod sql;
+mod sql_query;
 mod subgraph;
 mod tool;
 
@@ -29,6 +30,7 @@ pub use llm::{LlmNode, Prompt};
 pub use map::MapNode;
 pub use router::RouterNode;
 pub use sql::{SqlMode, SqlNode};
+pub use sql_query::SqlQueryNode;
 pub use subgraph::SubgraphNode;
 pub use tool::{TOOLS, ToolNode, ToolSpec};
 
@@ -140,6 +142,7 @@ pub enum Node {
     Llm(LlmNode),
     Router(RouterNode),
     Sql(SqlNode),
+    SqlQuery(SqlQueryNode),
     Subgraph(SubgraphNode),
     Map(MapNode),
     Interrupt(InterruptNode),
@@ -148,14 +151,24 @@ pub enum Node {
 
 impl Node {
     /// Every kind's name, as written after `kind:`.
-    pub const KINDS: &[&str] = &["llm", "router", "sql", "subgraph", "map", "interrupt", "tool"];
+    pub const KINDS: &[&str] = &[
+        "llm",
+        "router",
+        "sql",
+        "sql_query",
+        "subgraph",
+        "map",
+        "interrupt",
+        "tool",
+    ];
 
-    /// Whether its result depends on more than the state: a `sql` statement, or the `now`
-    /// tool. A replay gives such a node its recorded writes instead of running it.
+    /// Whether its result depends on more than the state: a `sql` statement, a sandboxed
+    /// query, or the `now` and `sql_schema` tools. A replay gives such a node its recorded
+    /// writes instead of running it.
     pub fn reaches_outside(&self) -> bool {
         match self {
-            Node::Sql(_) => true,
-            Node::Tool(tool) => tool.tool.value == "now",
+            Node::Sql(_) | Node::SqlQuery(_) => true,
+            Node::Tool(tool) => matches!(tool.tool.as_str(), "now" | "sql_schema"),
             _ => false,
         }
     }
@@ -165,6 +178,7 @@ impl Node {
             Node::Llm(_) => "llm",
             Node::Router(_) => "router",
             Node::Sql(_) => "sql",
+            Node::SqlQuery(_) => "sql_query",
             Node::Subgraph(_) => "subgraph",
             Node::Map(_) => "map",
             Node::Interrupt(_) => "interrupt",
@@ -185,6 +199,7 @@ impl Node {
             "llm" => read(body).map(Node::Llm),
             "router" => read(body).map(Node::Router),
             "sql" => read(body).map(Node::Sql),
+            "sql_query" => read(body).map(Node::SqlQuery),
             "subgraph" => read(body).map(Node::Subgraph),
             "map" => MapNode::parse(body).map(Node::Map),
             "interrupt" => read(body).map(Node::Interrupt),
@@ -202,6 +217,7 @@ impl Node {
             Node::Llm(node) => node.check(cx),
             Node::Router(node) => node.check(cx),
             Node::Sql(node) => node.check(cx),
+            Node::SqlQuery(node) => node.check(cx),
             Node::Subgraph(node) => node.check(cx),
             Node::Map(node) => node.check(cx),
             Node::Interrupt(node) => node.check(cx),
@@ -217,6 +233,7 @@ impl Node {
                 Node::Llm(node) => node.run(cx).await,
                 Node::Router(node) => node.run(cx).await,
                 Node::Sql(node) => node.run(cx).await,
+                Node::SqlQuery(node) => node.run(cx).await,
                 Node::Subgraph(node) => node.run(cx).await,
                 Node::Map(node) => node.run(cx).await,
                 Node::Interrupt(node) => node.run(cx).await,

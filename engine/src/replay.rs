@@ -218,6 +218,7 @@ async fn replay_run(
     let engine = Engine {
         llm: models.clone(),
         db: None,
+        sandbox: None,
         clock: Clock::System,
         recorded: Some(Arc::new(recorded)),
     };

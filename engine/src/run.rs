@@ -115,6 +115,7 @@ impl Clock {
 pub struct Engine {
     pub(crate) llm: Arc<dyn LlmClient>,
     pub(crate) db: Option<sqlx::PgPool>,
+    pub(crate) sandbox: Option<Arc<crate::sandbox::Sandbox>>,
     pub(crate) clock: Clock,
     /// In a replay, what the nodes that reach outside the graph (`sql`, the `now` tool) wrote
     /// when the run was recorded, by step and node path: they are not run again.
@@ -135,6 +136,7 @@ impl Engine {
         Engine {
             llm,
             db: None,
+            sandbox: None,
             clock: Clock::System,
             recorded: None,
         }
@@ -161,6 +163,12 @@ impl Engine {
     /// The database `sql` nodes use.
     pub fn with_database(mut self, pool: sqlx::PgPool) -> Engine {
         self.db = Some(pool);
+        self
+    }
+
+    /// The SQL sandbox `sql_query` nodes and the `sql_schema` tool use.
+    pub fn with_sandbox(mut self, sandbox: Arc<crate::sandbox::Sandbox>) -> Engine {
+        self.sandbox = Some(sandbox);
         self
     }
 

@@ -69,7 +69,7 @@ fn mermaid_shape(node: &Node) -> (&'static str, &'static str) {
     match node {
         Node::Llm(_) => ("([", "])"),
         Node::Router(_) => ("{", "}"),
-        Node::Sql(_) => ("[(", ")]"),
+        Node::Sql(_) | Node::SqlQuery(_) => ("[(", ")]"),
         Node::Subgraph(_) | Node::Map(_) => ("[[", "]]"),
         Node::Interrupt(_) => (">", "]"),
         Node::Tool(_) => ("[/", "/]"),
@@ -167,7 +167,7 @@ fn dot_shape(node: &Node) -> &'static str {
     match node {
         Node::Llm(_) => "shape=box, style=rounded",
         Node::Router(_) => "shape=diamond",
-        Node::Sql(_) => "shape=cylinder",
+        Node::Sql(_) | Node::SqlQuery(_) => "shape=cylinder",
         Node::Subgraph(_) | Node::Map(_) => "shape=box3d",
         Node::Interrupt(_) => "shape=hexagon",
         Node::Tool(_) => "shape=parallelogram",
@@ -191,6 +191,7 @@ fn label(node: &NodeDef) -> String {
                 "read"
             }
         ),
+        Node::SqlQuery(_) => "sql_query · sandboxed".to_owned(),
         Node::Subgraph(subgraph) => format!("subgraph · {}", subgraph.graph.value),
         Node::Map(map) => format!("map over {} · {}", map.over.value, map.node.node.kind()),
         Node::Interrupt(_) => "interrupt".to_owned(),

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-mod rows;
+pub(crate) mod rows;
 
 use super::{Assignments, NodeKind};
 use crate::graph::check::{NodeCx, WritesDefault};

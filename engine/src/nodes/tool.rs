@@ -56,6 +56,13 @@ pub const TOOLS: &[ToolSpec] = &[
         echoes_args: false,
     },
     ToolSpec {
+        name: "sql_schema",
+        description: "The views `sql_query` nodes may read, with their columns, types, meanings and example questions, as text for a prompt.",
+        required: &[],
+        open: false,
+        echoes_args: false,
+    },
+    ToolSpec {
         name: "set",
         description: "Returns its arguments, so each is written to the state field of the same name.",
         required: &[],
@@ -135,6 +142,12 @@ impl ToolNode {
                     .now()
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             )),
+            "sql_schema" => match &cx.engine.sandbox {
+                Some(sandbox) => Ok(Value::String(sandbox.catalog().to_text())),
+                None => Err(NodeError::failed(
+                    "tool `sql_schema` needs the SQL sandbox, and the run has none",
+                )),
+            },
             "set" => Ok(Value::Object(args)),
             "format" => {
                 let Some(Value::String(template)) = args.remove("template") else {

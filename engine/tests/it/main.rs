@@ -13,6 +13,7 @@ mod registry;
 mod replay;
 mod resume;
 mod run;
+mod sandbox;
 mod validation;
 mod versions;
 

@@ -30,7 +30,7 @@ pub(super) fn bind<'q>(
 }
 
 /// A row as a JSON object, column name → value.
-pub(super) fn row_to_json(row: &PgRow) -> Result<Value, String> {
+pub(crate) fn row_to_json(row: &PgRow) -> Result<Value, String> {
     let mut object = Map::new();
     for (index, column) in row.columns().iter().enumerate() {
         let value = column_value(row, index).map_err(|err| format!("column `{}`: {err}", column.name()))?;

@@ -1,0 +1,551 @@
+//! The parser allowlist: SQL written by a model is parsed (PostgreSQL dialect) and accepted
+//! only if every part of it is on a list, deny by default. What runs is the re-printed parse
+//! tree with a row limit, never the text the model wrote.
+//!
+//! This layer gives the model specific reasons to repair its query ("function `pg_sleep` is
+//! not allowed"); the database layers behind it hold even when it is wrong.
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    DataType, Expr, Function, Ident, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
+    TableFactor, Value, ValueWithSpan, Visit, Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// Longest SQL text taken, in bytes.
+pub const MAX_SQL_BYTES: usize = 8 * 1024;
+/// Parser nesting depth (parentheses, subqueries) before giving up.
+const MAX_DEPTH: usize = 50;
+/// Relations (views, CTE references, subqueries) in one query: bounds its joins.
+pub const MAX_RELATIONS: usize = 12;
+/// Expressions in one query.
+const MAX_EXPRESSIONS: usize = 2_000;
+
+/// Functions a query may call: aggregates, window functions, date and time, math, text and
+/// conditionals. Nothing that runs SQL from text, sleeps, locks, signals, touches files or
+/// large objects, or changes a setting.
+pub const FUNCTIONS: &[&str] = &[
+    // aggregates
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "string_agg",
+    "array_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "percentile_cont",
+    "percentile_disc",
+    "mode",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "corr",
+    "regr_slope",
+    "json_agg",
+    "jsonb_agg",
+    // window functions
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "nth_value",
+    // date and time
+    "now",
+    "current_date",
+    "current_timestamp",
+    "localtimestamp",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "make_date",
+    "make_interval",
+    "age",
+    "to_char",
+    "to_date",
+    "justify_days",
+    "justify_interval",
+    "date_bin",
+    "isfinite",
+    // math
+    "abs",
+    "round",
+    "ceil",
+    "ceiling",
+    "floor",
+    "trunc",
+    "greatest",
+    "least",
+    "power",
+    "sqrt",
+    "mod",
+    "sign",
+    "div",
+    "scale",
+    // text
+    "lower",
+    "upper",
+    "initcap",
+    "length",
+    "char_length",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "substr",
+    "substring",
+    "left",
+    "right",
+    "replace",
+    "concat",
+    "concat_ws",
+    "position",
+    "strpos",
+    "split_part",
+    "starts_with",
+    "lpad",
+    "rpad",
+    // arrays
+    "array_length",
+    "cardinality",
+    "array_to_string",
+    "unnest",
+    "array_position",
+    // conditionals
+    "coalesce",
+    "nullif",
+];
+
+/// Types a value may be cast to.
+const TYPES: &[&str] = &[
+    "numeric",
+    "decimal",
+    "int",
+    "integer",
+    "int2",
+    "int4",
+    "int8",
+    "smallint",
+    "bigint",
+    "real",
+    "double precision",
+    "float",
+    "float4",
+    "float8",
+    "text",
+    "varchar",
+    "character varying",
+    "char",
+    "character",
+    "date",
+    "time",
+    "timestamp",
+    "timestamptz",
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "interval",
+    "boolean",
+    "bool",
+    "text[]",
+];
+
+/// SQL that passed every check, as it will run: re-printed from its parse tree, with a limit.
+/// Only [`check`] makes one, so only checked SQL reaches the sandbox's query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedSql(String);
+
+impl CheckedSql {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// SQL that did not go through [`check`]: only for tests that show the database layers
+    /// hold on their own.
+    #[cfg(feature = "testing")]
+    pub fn unchecked(sql: &str) -> CheckedSql {
+        CheckedSql(sql.to_owned())
+    }
+}
+
+/// Why a query was refused, worded for the model that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejection(pub String);
+
+fn reject<T>(message: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection(message.into()))
+}
+
+/// Checks `sql` against the allowlist, with `relations` the only names it may read, and
+/// returns what to run: at most `row_limit` rows.
+pub fn check(sql: &str, relations: &BTreeSet<String>, row_limit: u64) -> Result<CheckedSql, Rejection> {
+    if sql.trim().is_empty() {
+        return reject("the query is empty");
+    }
+    if sql.contains('\0') {
+        return reject("the query contains a NUL character");
+    }
+    if sql.len() > MAX_SQL_BYTES {
+        return reject(format!("the query is longer than {MAX_SQL_BYTES} bytes"));
+    }
+    let dialect = PostgreSqlDialect {};
+    let mut statements = Parser::new(&dialect)
+        .with_recursion_limit(MAX_DEPTH)
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_statements())
+        .or_else(|err| reject(format!("the query does not parse: {err}")))?;
+    let mut statement = match statements.len() {
+        1 => statements.remove(0),
+        n => return reject(format!("write exactly one statement, found {n}")),
+    };
+    let Statement::Query(query) = &mut statement else {
+        let keyword = statement.to_string();
+        let keyword = keyword
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_uppercase();
+        return reject(format!("only SELECT queries are allowed, found {keyword}"));
+    };
+    let mut checker = Checker {
+        relations,
+        ctes: BTreeSet::new(),
+        table_factors: 0,
+        expressions: 0,
+    };
+    if let ControlFlow::Break(rejection) = query.visit(&mut checker) {
+        return Err(rejection);
+    }
+    limit_rows(query, row_limit)?;
+    let canonical = statement.to_string();
+    // The printer must give back the same tree, or what runs is not what was checked.
+    let reparsed = Parser::parse_sql(&dialect, &canonical);
+    if reparsed.as_deref() != Ok(std::slice::from_ref(&statement)) {
+        return reject("the query uses syntax that cannot be checked; write it more plainly");
+    }
+    Ok(CheckedSql(canonical))
+}
+
+/// Makes the outer query return at most `row_limit` rows (one more, so that the caller can
+/// tell the rows were cut).
+fn limit_rows(query: &mut Query, row_limit: u64) -> Result<(), Rejection> {
+    if query.fetch.is_some() {
+        return reject("FETCH FIRST is not allowed; use LIMIT");
+    }
+    let cap = row_limit + 1;
+    let limit = Expr::value(Value::Number(cap.to_string(), false));
+    match &mut query.limit_clause {
+        None => {
+            query.limit_clause = Some(LimitClause::LimitOffset {
+                limit: Some(limit),
+                offset: None,
+                limit_by: Vec::new(),
+            })
+        }
+        Some(LimitClause::LimitOffset {
+            limit: current,
+            limit_by,
+            ..
+        }) if limit_by.is_empty() => {
+            let within = matches!(current, Some(Expr::Value(ValueWithSpan { value: Value::Number(n, _), .. }))
+                if n.parse::<u64>().is_ok_and(|n| n <= cap));
+            if !within {
+                *current = Some(limit);
+            }
+        }
+        Some(_) => return reject("write the limit as LIMIT n OFFSET m"),
+    }
+    Ok(())
+}
+
+/// Walks the whole parse tree: every statement, query, relation, `FROM` item, expression
+/// and value, wherever it sits.
+struct Checker<'a> {
+    relations: &'a BTreeSet<String>,
+    /// The CTE names declared anywhere in the query.
+    ctes: BTreeSet<String>,
+    table_factors: usize,
+    expressions: usize,
+}
+
+impl Visitor for Checker<'_> {
+    type Break = Rejection;
+
+    /// The walk starts at the query, so any statement is one nested in it.
+    fn pre_visit_statement(&mut self, _: &Statement) -> ControlFlow<Rejection> {
+        stop("data-modifying statements are not allowed, not even inside WITH")
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Rejection> {
+        into_flow(self.query(query))
+    }
+
+    fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<Rejection> {
+        into_flow(self.relation(name))
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Rejection> {
+        self.table_factors += 1;
+        if self.table_factors > MAX_RELATIONS {
+            return stop(format!(
+                "the query reads more than {MAX_RELATIONS} tables and subqueries; split the question"
+            ));
+        }
+        into_flow(table_factor(factor))
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Rejection> {
+        self.expressions += 1;
+        if self.expressions > MAX_EXPRESSIONS {
+            return stop("the query is too large; split the question");
+        }
+        into_flow(expression(expr))
+    }
+
+    fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<Rejection> {
+        match &value.value {
+            Value::Placeholder(name) => stop(format!(
+                "parameters such as `{name}` are not allowed; write the values in the query"
+            )),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+impl Checker<'_> {
+    fn query(&mut self, query: &Query) -> Result<(), Rejection> {
+        if let Some(with) = &query.with {
+            if with.recursive {
+                return reject("WITH RECURSIVE is not allowed");
+            }
+            for cte in &with.cte_tables {
+                let name = normalized(&cte.alias.name);
+                if name.starts_with("pg_") {
+                    return reject(format!("the CTE name `{name}` is reserved; choose another"));
+                }
+                if self.relations.contains(&name) {
+                    return reject(format!(
+                        "the CTE name `{name}` hides the view `{name}`; choose another"
+                    ));
+                }
+                self.ctes.insert(name);
+            }
+        }
+        if !query.locks.is_empty() {
+            return reject("locking clauses (FOR UPDATE, FOR SHARE) are not allowed");
+        }
+        if query.for_clause.is_some()
+            || query.settings.is_some()
+            || query.format_clause.is_some()
+            || !query.pipe_operators.is_empty()
+        {
+            return reject("the query uses syntax PostgreSQL does not have");
+        }
+        set_expr(&query.body)
+    }
+
+    fn relation(&self, name: &ObjectName) -> Result<(), Rejection> {
+        let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() else {
+            return reject(format!(
+                "qualified names such as `{name}` are not allowed; use the views by their names"
+            ));
+        };
+        let name = normalized(ident);
+        if self.relations.contains(&name) || self.ctes.contains(&name) {
+            return Ok(());
+        }
+        let views: Vec<&str> = self.relations.iter().map(String::as_str).collect();
+        reject(format!(
+            "relation `{name}` is not available; the views are {}",
+            crate::yaml::backticked(&views)
+        ))
+    }
+}
+
+fn set_expr(body: &SetExpr) -> Result<(), Rejection> {
+    match body {
+        SetExpr::Select(select) => {
+            if select.into.is_some() {
+                return reject("SELECT INTO is not allowed");
+            }
+            if select.top.is_some()
+                || !select.lateral_views.is_empty()
+                || select.prewhere.is_some()
+                || !select.connect_by.is_empty()
+                || !select.cluster_by.is_empty()
+                || !select.distribute_by.is_empty()
+                || !select.sort_by.is_empty()
+                || select.qualify.is_some()
+                || select.value_table_mode.is_some()
+            {
+                return reject("the query uses syntax PostgreSQL does not have");
+            }
+            Ok(())
+        }
+        SetExpr::SetOperation { left, right, .. } => set_expr(left).and_then(|()| set_expr(right)),
+        SetExpr::Query(_) | SetExpr::Values(_) => Ok(()),
+        SetExpr::Table(_) => reject("`TABLE name` is not allowed; write SELECT … FROM name"),
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+            reject("data-modifying statements are not allowed, not even inside WITH")
+        }
+    }
+}
+
+/// A `FROM` item: a view or CTE by name, a subquery, or parentheses around joins.
+fn table_factor(factor: &TableFactor) -> Result<(), Rejection> {
+    match factor {
+        TableFactor::Table { args: None, .. } => Ok(()),
+        TableFactor::Table {
+            name, args: Some(_), ..
+        }
+        | TableFactor::Function { name, .. } => {
+            reject(format!("function `{}` is not allowed in FROM", name_text(name)))
+        }
+        TableFactor::Derived { .. } | TableFactor::NestedJoin { .. } => Ok(()),
+        TableFactor::UNNEST { .. } => reject("`unnest` is not allowed in FROM; call it in the SELECT list"),
+        _ => reject("only views, CTEs and subqueries may appear in FROM"),
+    }
+}
+
+fn expression(expr: &Expr) -> Result<(), Rejection> {
+    match expr {
+        Expr::Function(function) => allowed_function(function),
+        Expr::Cast { data_type, .. } => allowed_type(data_type),
+        Expr::TypedString(typed) => allowed_type(&typed.data_type),
+        _ => Ok(()),
+    }
+}
+
+fn allowed_function(function: &Function) -> Result<(), Rejection> {
+    let [ObjectNamePart::Identifier(ident)] = function.name.0.as_slice() else {
+        return reject(format!(
+            "qualified function names such as `{}` are not allowed",
+            function.name
+        ));
+    };
+    let name = normalized(ident);
+    if FUNCTIONS.contains(&name.as_str()) {
+        return Ok(());
+    }
+    reject(format!("function `{name}` is not allowed"))
+}
+
+fn allowed_type(data_type: &DataType) -> Result<(), Rejection> {
+    let name = data_type.to_string().to_lowercase();
+    let base = name.split('(').next().unwrap_or_default().trim();
+    if TYPES.contains(&base) {
+        return Ok(());
+    }
+    reject(format!("type `{name}` is not allowed"))
+}
+
+/// An identifier as PostgreSQL resolves it: unquoted ones fold ASCII letters to lower case.
+fn normalized(ident: &Ident) -> String {
+    match ident.quote_style {
+        None => ident.value.to_ascii_lowercase(),
+        Some(_) => ident.value.clone(),
+    }
+}
+
+fn name_text(name: &ObjectName) -> String {
+    match name.0.as_slice() {
+        [ObjectNamePart::Identifier(ident)] => normalized(ident),
+        _ => name.to_string(),
+    }
+}
+
+fn into_flow(result: Result<(), Rejection>) -> ControlFlow<Rejection> {
+    match result {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(rejection) => ControlFlow::Break(rejection),
+    }
+}
+
+fn stop(message: impl Into<String>) -> ControlFlow<Rejection> {
+    ControlFlow::Break(Rejection(message.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn views() -> BTreeSet<String> {
+        ["transactions", "budgets"].map(str::to_owned).into()
+    }
+
+    #[test]
+    fn what_runs_is_the_reprinted_query_with_a_limit() {
+        let cases = [
+            (
+                "select  category, sum(amount) -- per category\nfrom transactions group by 1",
+                "SELECT category, sum(amount) FROM transactions GROUP BY 1 LIMIT 11",
+            ),
+            (
+                "SELECT * FROM budgets LIMIT 5 OFFSET 2",
+                "SELECT * FROM budgets LIMIT 5 OFFSET 2",
+            ),
+            (
+                "SELECT * FROM budgets LIMIT 1000",
+                "SELECT * FROM budgets LIMIT 11",
+            ),
+            (
+                "SELECT * FROM budgets OFFSET 3",
+                "SELECT * FROM budgets LIMIT 11 OFFSET 3",
+            ),
+            (
+                "WITH m AS (SELECT name FROM budgets) SELECT * FROM m ORDER BY name",
+                "WITH m AS (SELECT name FROM budgets) SELECT * FROM m ORDER BY name LIMIT 11",
+            ),
+            (
+                "SELECT \"TRANSACTIONS\".amount FROM Transactions",
+                "SELECT \"TRANSACTIONS\".amount FROM Transactions LIMIT 11",
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(
+                check(sql, &views(), 10).map(|checked| checked.0),
+                Ok(expected.to_owned()),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_name_what_to_change() {
+        let cases = [
+            ("", "the query is empty"),
+            ("SELECT 1\0", "the query contains a NUL character"),
+            (
+                "SELECT * FROM budgets FETCH FIRST 3 ROWS ONLY",
+                "FETCH FIRST is not allowed; use LIMIT",
+            ),
+            (
+                "SELECT * FROM goals",
+                "relation `goals` is not available; the views are `budgets`, `transactions`",
+            ),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(
+                check(sql, &views(), 10),
+                Err(Rejection(expected.to_owned())),
+                "{sql:?}"
+            );
+        }
+        let long = format!("SELECT {} 1", "1 + ".repeat(MAX_SQL_BYTES / 4));
+        assert!(check(&long, &views(), 10).is_err());
+    }
+}
