@@ -8,6 +8,7 @@ pub(crate) mod durable;
 pub(crate) mod graph;
 pub(crate) mod replay;
 pub(crate) mod run;
+pub(crate) mod sandbox;
 pub(crate) mod serve;
 pub(crate) mod threads;
 mod watch;

@@ -22,6 +22,49 @@ pub(crate) struct Config {
     /// How runs are checkpointed.
     #[serde(default)]
     pub(crate) store: StoreConfig,
+    /// What a query of a `sql_query` node may take.
+    #[serde(default)]
+    pub(crate) sandbox: SandboxSettings,
+}
+
+/// `[sandbox]`: the limits of the SQL sandbox.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SandboxSettings {
+    /// Rows a query returns at most (more are cut, and the result says so).
+    pub(crate) max_rows: u64,
+    /// Bytes of JSON a query returns at most.
+    pub(crate) max_bytes: usize,
+    pub(crate) statement_timeout_ms: u64,
+    pub(crate) lock_timeout_ms: u64,
+    /// Queries a user may run in a minute.
+    pub(crate) queries_per_minute: u32,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> SandboxSettings {
+        let engine = engine::sandbox::SandboxConfig::default();
+        SandboxSettings {
+            max_rows: engine.max_rows,
+            max_bytes: engine.max_bytes,
+            statement_timeout_ms: engine.statement_timeout.as_millis() as u64,
+            lock_timeout_ms: engine.lock_timeout.as_millis() as u64,
+            queries_per_minute: engine.queries_per_minute,
+        }
+    }
+}
+
+impl SandboxSettings {
+    pub(crate) fn to_engine(&self) -> engine::sandbox::SandboxConfig {
+        engine::sandbox::SandboxConfig {
+            max_rows: self.max_rows,
+            max_bytes: self.max_bytes,
+            statement_timeout: std::time::Duration::from_millis(self.statement_timeout_ms),
+            lock_timeout: std::time::Duration::from_millis(self.lock_timeout_ms),
+            queries_per_minute: self.queries_per_minute,
+            ..engine::sandbox::SandboxConfig::default()
+        }
+    }
 }
 
 /// `[store]`: checkpoints and retention.

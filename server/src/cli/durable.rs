@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use engine::llm::LlmClient;
 use engine::run::Engine;
+use engine::sandbox::Sandbox;
 use engine::store::Store;
 use engine::worker::Worker;
 
@@ -39,9 +40,18 @@ pub(crate) async fn store(url: Option<&str>, config: Option<&Config>) -> anyhow:
     Ok(store)
 }
 
-/// A worker running with `llm`, identified by host and process.
-pub(crate) fn worker(store: Store, llm: Arc<dyn LlmClient>, config: Option<&Config>) -> Worker {
-    let engine = Engine::new(llm).with_database(store.pool().clone());
+/// A worker running with `llm` (and the SQL sandbox, when there is one), identified by host
+/// and process.
+pub(crate) fn worker(
+    store: Store,
+    llm: Arc<dyn LlmClient>,
+    config: Option<&Config>,
+    sandbox: Option<Arc<Sandbox>>,
+) -> Worker {
+    let mut engine = Engine::new(llm).with_database(store.pool().clone());
+    if let Some(sandbox) = sandbox {
+        engine = engine.with_sandbox(sandbox);
+    }
     let id = format!("{}:{}", hostname(), std::process::id());
     let compact = config.is_some_and(|config| config.store.compact_finished);
     Worker::new(engine, store, id).with_compaction(compact)

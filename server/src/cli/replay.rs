@@ -123,7 +123,7 @@ async fn what_if(args: ReplayArgs, config: &std::path::Path) -> anyhow::Result<E
         if let Some(node) = &args.only {
             llm = Arc::new(replay::OnlyLive::new(&store, thread, args.from, node, llm).await?);
         }
-        let worker = crate::cli::durable::worker(store.clone(), llm, config.as_ref());
+        let worker = crate::cli::durable::worker(store.clone(), llm, config.as_ref(), None);
         let made = replay::what_if(&worker, thread, args.from, &graph).await?;
         let runs = if made.runs == 1 {
             "1 run".to_owned()

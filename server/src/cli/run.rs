@@ -14,6 +14,7 @@ use engine::store::StartMode;
 use engine::worker::Ran;
 use serde_json::Value;
 
+use super::sandbox::SandboxArgs;
 use super::{database, durable, graph_path, load_graph};
 use crate::config::Config;
 
@@ -35,6 +36,8 @@ pub(crate) struct RunArgs {
     /// The database for `sql` nodes.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     db: Option<String>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Run on a durable thread: `new` creates one (its id is printed first), an id continues
     /// one. Every step is then recorded in the database.
     #[arg(long)]
@@ -83,7 +86,11 @@ pub(crate) async fn run(args: RunArgs, config: &Path) -> anyhow::Result<ExitCode
         None => {
             let mut engine = Engine::new(llm);
             if let Some(url) = &args.db {
-                engine = engine.with_database(database(url)?);
+                let pool = database(url)?;
+                if let Some(sandbox) = args.sandbox.connect(&pool, config.as_ref()).await {
+                    engine = engine.with_sandbox(sandbox);
+                }
+                engine = engine.with_database(pool);
             }
             Some(run_in_memory(&engine, request).await?)
         }
@@ -153,7 +160,8 @@ async fn run_durable(
     mut request: Request<'_>,
 ) -> anyhow::Result<Option<RunOutcome>> {
     let store = durable::store(args.db.as_deref(), config).await?;
-    let worker = durable::worker(store, llm, config);
+    let sandbox = args.sandbox.connect(store.pool(), config).await;
+    let worker = durable::worker(store, llm, config, sandbox);
     let thread = match thread {
         "new" => {
             let thread = worker

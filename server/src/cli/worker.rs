@@ -10,6 +10,7 @@ use engine::worker::Ran;
 
 use super::durable::{store, worker};
 use super::run::{RunFormat, llm_for_worker, print_event};
+use super::sandbox::SandboxArgs;
 use crate::config::Config;
 
 /// Run a worker.
@@ -20,6 +21,8 @@ pub(crate) struct WorkerArgs {
     llm: String,
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     db: Option<String>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Stop when there is nothing left to take over or start, instead of polling.
     #[arg(long)]
     once: bool,
@@ -33,10 +36,12 @@ pub(crate) struct WorkerArgs {
 pub(crate) async fn run(args: WorkerArgs, config: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::read(config)?;
     let store = store(args.db.as_deref(), config.as_ref()).await?;
+    let sandbox = args.sandbox.connect(store.pool(), config.as_ref()).await;
     let worker = worker(
         store,
         llm_for_worker(&args.llm, config.as_ref())?,
         config.as_ref(),
+        sandbox,
     );
     let (events, mut receiver) = Events::channel();
     let format = args.format;

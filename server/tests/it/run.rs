@@ -223,3 +223,56 @@ fn check_finds_the_project_of_a_graph_named_from_its_own_folder() {
         .expect("finch runs");
     assert!(output.status.success(), "{}", stdout(&output));
 }
+
+/// `finch run --db` gives `sql_query` nodes the sandbox: the model's SQL reads the rows of
+/// the user in `--context`, and no one else's.
+#[sqlx::test(migrations = "../migrations")]
+async fn run_gives_sql_query_nodes_the_sandbox(pool: sqlx::PgPool) {
+    sqlx::raw_sql(
+        "INSERT INTO users (id, email, first_name, last_name) OVERRIDING SYSTEM VALUE VALUES \
+             (1, 'ada@example.com', 'Ada', 'L'), (2, 'bob@example.com', 'Bob', 'M'); \
+         INSERT INTO transactions (user_id, date, amount, description) VALUES \
+             (1, '2026-11-02', 12.50, 'bakery'), (1, '2026-11-03', 7.25, 'bus'), \
+             (2, '2026-11-02', 999.99, 'Bob''s secret');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let database = pool
+        .connect_options()
+        .get_database()
+        .expect("a test database")
+        .to_owned();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL for the tests");
+    let url = format!("{}/{database}", base.rsplit_once('/').expect("a URL").0);
+    let script = crate::temp_file(
+        "sandbox.script.yaml",
+        "write_sql: [\"SELECT sum(amount) AS spent, count(*) AS n FROM transactions\"]\n",
+    );
+    let output = finch(&[
+        "run",
+        "engine/tests/it/data/sandbox/ask.yaml",
+        "--llm",
+        &format!("scripted:{}", script.display()),
+        "--db",
+        &url,
+        "--input",
+        r#"{"question": "How much did I spend?"}"#,
+        "--context",
+        r#"{"user_id": 1}"#,
+        "--format",
+        "json",
+    ]);
+    let text = stdout(&output);
+    assert!(
+        output.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last["output"]["result"]["rows"],
+        serde_json::json!([{ "spent": "19.75", "n": 2 }]),
+        "{text}"
+    );
+}
