@@ -29,6 +29,7 @@ use serde_json::Value;
 use crate::graph::Graph;
 use crate::llm::scripted::{ScriptEntry, Scripted};
 use crate::run::{Answers, Clock, Engine, Event, Events, RunOutcome, RunStatus, State};
+use crate::sandbox::{self, Sandbox, SandboxConfig};
 use crate::yaml::{self, Spanned};
 
 /// The cases of one graph.
@@ -56,6 +57,10 @@ pub struct Case {
     /// SQL run on a fresh database before the case; the case then uses that database.
     #[serde(default)]
     pub sql: Option<String>,
+    /// Apply Finch's migrations to the fresh database first (the finance tables, the SQL
+    /// sandbox), and give `sql_query` nodes the sandbox on it.
+    #[serde(default)]
+    pub migrated: bool,
     /// Answers for each pause, in order, keyed by interrupt id.
     #[serde(default)]
     pub resume: Vec<Answers>,
@@ -135,10 +140,14 @@ pub async fn run_case(graph: &Graph, case: &Case, databases: Option<&CaseDatabas
         .unwrap_or_else(|| "2026-01-01T00:00:00Z".parse().expect("a valid instant"));
     let mut engine = Engine::new(script.clone()).with_clock(Clock::Fixed(now));
     let mut database = None;
-    if let Some(sql) = &case.sql {
-        match fresh_database(databases, sql).await {
-            Ok((pool, name)) => {
+    if case.sql.is_some() || case.migrated {
+        let sql = case.sql.as_deref().unwrap_or_default();
+        match fresh_database(databases, sql, case.migrated).await {
+            Ok((pool, name, sandbox)) => {
                 engine = engine.with_database(pool.clone());
+                if let Some(sandbox) = sandbox {
+                    engine = engine.with_sandbox(Arc::new(sandbox));
+                }
                 database = Some((pool, name));
             }
             Err(problem) => {
@@ -322,11 +331,13 @@ fn trace(outcome: &RunOutcome, log: &Log) -> String {
     text
 }
 
-/// A new database with the case's SQL run in it.
+/// A new database, migrated when asked, with the case's SQL run in it; and the SQL sandbox
+/// on it when migrated.
 async fn fresh_database(
     databases: Option<&CaseDatabases>,
     sql: &str,
-) -> Result<(sqlx::PgPool, String), String> {
+    migrated: bool,
+) -> Result<(sqlx::PgPool, String, Option<Sandbox>), String> {
     let Some(databases) = databases else {
         return Err("this case needs a database: set DATABASE_URL (or pass --db)".to_owned());
     };
@@ -341,11 +352,34 @@ async fn fresh_database(
         .connect(&url)
         .await
         .map_err(|err| format!("cannot connect to the case's database: {err}"))?;
+    if migrated {
+        crate::store::MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|err| format!("cannot migrate the case's database: {err}"))?;
+    }
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
         .execute(&pool)
         .await
         .map_err(|err| format!("the case's `sql` failed: {err}"))?;
-    Ok((pool, name))
+    let sandbox = match migrated {
+        false => None,
+        true => Some(case_sandbox(&pool).await?),
+    };
+    Ok((pool, name, sandbox))
+}
+
+/// The sandbox on a case's migrated database, logged in as the migrations' sandbox role.
+async fn case_sandbox(pool: &sqlx::PgPool) -> Result<Sandbox, String> {
+    let options = pool.connect_options().as_ref().clone().username(sandbox::ROLE);
+    let role = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await
+        .map_err(|err| format!("cannot log in as `{}` for the SQL sandbox: {err}", sandbox::ROLE))?;
+    Sandbox::connect(role, pool.clone(), SandboxConfig::default())
+        .await
+        .map_err(|err| format!("cannot start the SQL sandbox: {err}"))
 }
 
 async fn drop_database(databases: &CaseDatabases, name: &str) {

@@ -26,6 +26,9 @@ use sqlx::PgPool;
 pub use catalog::Catalog;
 pub use check::{CheckedSql, Rejection};
 
+/// The role `migrations/` create for sandboxed queries, and log in as.
+pub const ROLE: &str = "finch_sql";
+
 /// What the sandbox allows one query.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {

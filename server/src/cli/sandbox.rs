@@ -5,14 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use engine::sandbox::{Sandbox, SandboxConfig};
+use engine::sandbox::{ROLE, Sandbox, SandboxConfig};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::Config;
-
-/// The sandbox role's login; `migrations/20261202020000_sql_sandbox.sql` creates it.
-const ROLE: &str = "finch_sql";
 
 #[derive(Debug, Args)]
 pub(crate) struct SandboxArgs {
