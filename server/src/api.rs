@@ -7,6 +7,7 @@
 
 mod accounts;
 mod analytics;
+mod assistant;
 mod audited;
 mod auth;
 mod budgets;
@@ -48,6 +49,8 @@ pub struct ApiConfig {
     pub token_ttl: Duration,
     /// Login attempts allowed per email and minute; more get 429.
     pub logins_per_minute: u32,
+    /// The assistant's graphs and models; without it the assistant's routes answer 503.
+    pub assistant: Option<Arc<crate::assistant::Assistant>>,
 }
 
 impl Default for ApiConfig {
@@ -57,6 +60,7 @@ impl Default for ApiConfig {
             body_limit: 2 << 20,
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             logins_per_minute: 10,
+            assistant: None,
         }
     }
 }
@@ -76,6 +80,7 @@ pub(crate) struct Ctx {
     pub(crate) token_ttl: Duration,
     /// Login attempts, per email.
     pub(crate) logins: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    pub(crate) assistant: Option<Arc<crate::assistant::Assistant>>,
 }
 
 impl Ctx {
@@ -87,6 +92,7 @@ impl Ctx {
             logins: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
                 per_minute,
             ))),
+            assistant: config.assistant.clone(),
         }
     }
 }
@@ -116,6 +122,8 @@ pub(crate) enum Tag {
     Notifications,
     /// Conversations with the assistant and their messages.
     Conversations,
+    /// The assistant: messages answered by its agents.
+    Assistant,
 }
 
 type Apis = (
@@ -131,6 +139,7 @@ type Apis = (
         notifications::NotificationsApi,
         conversations::ConversationsApi,
     ),
+    assistant::AssistantApi,
 );
 
 fn service(ctx: Ctx) -> OpenApiService<Apis, ()> {
@@ -153,8 +162,9 @@ fn service(ctx: Ctx) -> OpenApiService<Apis, ()> {
         (
             analytics::AnalyticsApi(ctx.clone()),
             notifications::NotificationsApi(ctx.clone()),
-            conversations::ConversationsApi(ctx),
+            conversations::ConversationsApi(ctx.clone()),
         ),
+        assistant::AssistantApi(ctx),
     );
     OpenApiService::new(apis, "Finch", env!("CARGO_PKG_VERSION"))
         .description(

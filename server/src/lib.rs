@@ -4,6 +4,7 @@
 //! build the HTTP application in-process.
 
 pub mod api;
+pub mod assistant;
 mod cli;
 mod config;
 pub mod finance;
@@ -60,7 +61,7 @@ enum Command {
 /// Runs the command `args` names.
 pub async fn run(args: Args) -> ExitCode {
     let result = match args.command {
-        Command::Serve(serve) => cli::serve::serve(serve).await,
+        Command::Serve(serve) => cli::serve::serve(serve, &args.config).await,
         Command::SeedDemo(seed) => cli::serve::seed_demo(seed).await,
         Command::Graph(command) => cli::graph::run(command, &args.config).await,
         Command::Run(run) => cli::run::run(run, &args.config).await,

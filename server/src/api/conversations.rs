@@ -265,7 +265,7 @@ async fn conversation(conn: &mut PgConnection, user: i64, id: i64) -> Result<Con
 
 /// Appends a message to conversation `id` of `user`.
 #[allow(clippy::too_many_arguments)]
-async fn add(
+pub(super) async fn add(
     conn: &mut PgConnection,
     user: i64,
     id: i64,

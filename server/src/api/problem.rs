@@ -42,6 +42,10 @@ pub enum ApiError {
     TooManyRequests { retry_after: u64 },
     #[error("the database is unreachable")]
     Unavailable,
+    /// The assistant's model did not answer (or the assistant is not set up); what the user
+    /// said is kept, and the conversation goes on when they try again.
+    #[error("the assistant cannot answer right now; your message is saved, try again in {retry_after} s")]
+    AssistantUnavailable { retry_after: u64 },
     /// An error poem raised with a status of its own, such as 405 for a method a route lacks.
     #[error("{detail}")]
     Http { status: StatusCode, detail: String },
@@ -77,6 +81,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "validation_failed",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable => "database_unavailable",
+            ApiError::AssistantUnavailable { .. } => "assistant_unavailable",
             ApiError::Http { status, .. } => match *status {
                 StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
                 StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
@@ -193,7 +198,7 @@ impl ResponseError for ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid { .. } | ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::AssistantUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Http { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -214,7 +219,7 @@ impl ResponseError for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("a header"));
             }
-            ApiError::TooManyRequests { retry_after } => {
+            ApiError::TooManyRequests { retry_after } | ApiError::AssistantUnavailable { retry_after } => {
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
                     retry_after.to_string().parse().expect("a header"),

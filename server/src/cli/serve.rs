@@ -2,7 +2,9 @@
 //! `DATABASE_URL`, or the reference deployment's `DB_HOST`/`DB_PORT`/`DB_NAME`/`DB_USER`/
 //! `DB_PASSWORD`.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,7 +13,11 @@ use poem::listener::TcpListener;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use super::run::llm_for_worker;
+use super::sandbox::SandboxArgs;
 use crate::api::{self, ApiConfig};
+use crate::assistant::Assistant;
+use crate::config::Config;
 use crate::finance;
 
 /// Where the database is.
@@ -105,12 +111,25 @@ pub(crate) struct ServeArgs {
     /// `text` or `json` log lines.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// The folder holding the assistant's `graphs/`, `prompts/` and `schemas/`.
+    #[arg(long, env = "FINCH_PROJECT", default_value = ".")]
+    project: PathBuf,
+    /// Where the assistant's model replies come from: `config` (finch.toml, keys from the
+    /// environment) or `scripted:FILE` (a script of replies, no network).
+    #[arg(long, env = "FINCH_LLM", default_value = "config")]
+    llm: String,
+    /// Messages to the assistant allowed per user and minute.
+    #[arg(long, env = "ASSISTANT_TURNS_PER_MINUTE", default_value_t = 20)]
+    assistant_turns_per_minute: u32,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
 }
 
 /// `finch serve`.
-pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn serve(args: ServeArgs, config_path: &Path) -> anyhow::Result<ExitCode> {
     init_logs(&args.log_format)?;
     let pool = args.db.connect().await?;
+    let assistant = assistant(&args, config_path, &pool).await;
     let config = ApiConfig {
         cors_origins: args
             .cors_allowed_origins
@@ -120,6 +139,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         body_limit: args.body_limit,
         token_ttl: Duration::from_secs(args.token_ttl_hours * 3600),
         logins_per_minute: args.logins_per_minute,
+        assistant,
     };
     let income = tokio::spawn(credit_income(
         pool.clone(),
@@ -139,6 +159,32 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     result.with_context(|| format!("serving on {address}"))?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The assistant, or (logged) why there is none: its routes then answer 503.
+async fn assistant(args: &ServeArgs, config_path: &Path, pool: &PgPool) -> Option<Arc<Assistant>> {
+    let loaded = async {
+        let config = Config::read(config_path)?;
+        let llm = llm_for_worker(&args.llm, config.as_ref())?;
+        let sandbox = args.sandbox.connect(pool, config.as_ref()).await;
+        Assistant::load(
+            &args.project,
+            llm,
+            pool.clone(),
+            sandbox,
+            args.assistant_turns_per_minute,
+        )
+    };
+    match loaded.await {
+        Ok(assistant) => Some(Arc::new(assistant)),
+        Err(err) => {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "the assistant is off: its routes answer 503"
+            );
+            None
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

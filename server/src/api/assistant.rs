@@ -1,0 +1,199 @@
+//! `POST /api/personal_assistant/analyze`: a message to the assistant, answered by the graphs
+//! in a conversation. The user's message is stored before the assistant runs, and the answer
+//! after, with the rows it came from; a model that does not answer is a 503 that loses nothing.
+
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::auth::Auth;
+use super::conversations::{self, ContentType, Sender};
+use super::input::Input;
+use super::{ApiError, Ctx, Tag};
+use crate::assistant::{Answer, Assistant, HISTORY, TurnError};
+
+/// The longest message taken, in characters.
+const MAX_QUERY: usize = 4_000;
+/// When to try again after the model did not answer, in seconds.
+const RETRY_AFTER: u64 = 30;
+
+pub(crate) struct AssistantApi(pub(crate) Ctx);
+
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AnalyzeRequest {
+    /// What the user says.
+    query: String,
+    /// The conversation to continue; a new one is started without it.
+    conversation_id: Option<i64>,
+    /// Accepted for the reference's clients; must be the caller's own id.
+    user_id: Option<i64>,
+    /// Accepted for the reference's clients and ignored.
+    filters: Option<Value>,
+    /// Accepted for the reference's clients and ignored.
+    metadata: Option<Value>,
+}
+
+#[derive(Debug, Object)]
+pub(crate) struct AnalyzeResponse {
+    /// The assistant's answer.
+    final_output: String,
+    /// The rows the answer came from (decimals as strings); empty when none.
+    data: Value,
+    conversation_id: i64,
+    /// Who answered: `assistant` or `database_agent`.
+    agent: String,
+    /// A chart of the data, when one was asked for.
+    chart: Option<Value>,
+}
+
+#[OpenApi(tag = "Tag::Assistant")]
+impl AssistantApi {
+    /// Sends a message to the assistant and returns its answer.
+    #[oai(path = "/personal_assistant/analyze", method = "post")]
+    async fn analyze(
+        &self,
+        auth: Auth,
+        body: Input<AnalyzeRequest>,
+    ) -> Result<Json<AnalyzeResponse>, ApiError> {
+        let user = auth.0.user_id;
+        let request = body.value;
+        auth.0.check(request.user_id, "user")?;
+        let _ignored = (&request.filters, &request.metadata);
+        let query = request.query.trim();
+        if query.is_empty() {
+            return Err(ApiError::invalid("query", "must not be empty"));
+        }
+        if query.chars().count() > MAX_QUERY {
+            return Err(ApiError::invalid(
+                "query",
+                format!("must be at most {MAX_QUERY} characters"),
+            ));
+        }
+        let Some(assistant) = &self.0.assistant else {
+            return Err(ApiError::AssistantUnavailable {
+                retry_after: RETRY_AFTER,
+            });
+        };
+        assistant.admit(user).map_err(turn_error)?;
+        let (conversation, thread) = self.open(assistant, user, request.conversation_id).await?;
+        let mut conn = self.0.db.acquire().await?;
+        conversations::add(
+            &mut conn,
+            user,
+            conversation,
+            (Sender::User, "User"),
+            query,
+            ContentType::Text,
+            None,
+            None,
+        )
+        .await?;
+        let history = history(&mut conn, user, conversation).await?;
+        drop(conn);
+        let answer = assistant.turn(user, thread, history).await.map_err(turn_error)?;
+        let Answer { text, agent, data } = answer;
+        let stored = data
+            .as_array()
+            .is_some_and(|rows| !rows.is_empty())
+            .then(|| json!({ "rows": data }));
+        let mut conn = self.0.db.acquire().await?;
+        conversations::add(
+            &mut conn,
+            user,
+            conversation,
+            (Sender::Assistant, &agent),
+            &text,
+            ContentType::Text,
+            stored,
+            None,
+        )
+        .await?;
+        Ok(Json(AnalyzeResponse {
+            final_output: text,
+            data,
+            conversation_id: conversation,
+            agent,
+            chart: None,
+        }))
+    }
+}
+
+impl AssistantApi {
+    /// The caller's conversation `id` (or a new one) and its engine thread (made on first use).
+    async fn open(&self, assistant: &Assistant, user: i64, id: Option<i64>) -> Result<(i64, Uuid), ApiError> {
+        let (id, thread): (i64, Option<Uuid>) = match id {
+            Some(id) => {
+                sqlx::query_as("SELECT id, thread_id FROM conversations WHERE user_id = $1 AND id = $2")
+                    .bind(user)
+                    .bind(id)
+                    .fetch_optional(&self.0.db)
+                    .await?
+                    .ok_or(ApiError::NotFound { what: "conversation" })?
+            }
+            None => {
+                sqlx::query_as("INSERT INTO conversations (user_id) VALUES ($1) RETURNING id, thread_id")
+                    .bind(user)
+                    .fetch_one(&self.0.db)
+                    .await?
+            }
+        };
+        if let Some(thread) = thread {
+            return Ok((id, thread));
+        }
+        let created = assistant.new_thread(user, id).await.map_err(turn_error)?;
+        // Two first messages at once: the one that set it first wins, the other thread stays unused.
+        let thread: Uuid = sqlx::query_scalar(
+            "UPDATE conversations SET thread_id = coalesce(thread_id, $3) WHERE user_id = $1 AND id = $2
+             RETURNING thread_id",
+        )
+        .bind(user)
+        .bind(id)
+        .bind(created)
+        .fetch_one(&self.0.db)
+        .await?;
+        Ok((id, thread))
+    }
+}
+
+/// The conversation's last messages, oldest first, as the graph takes them.
+async fn history(
+    conn: &mut sqlx::PgConnection,
+    user: i64,
+    conversation: i64,
+) -> Result<Vec<Value>, ApiError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT sender, content FROM (
+             SELECT id, sender, content FROM messages WHERE user_id = $1 AND conversation_id = $2
+             ORDER BY id DESC LIMIT $3
+         ) recent ORDER BY id",
+    )
+    .bind(user)
+    .bind(conversation)
+    .bind(HISTORY)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(role, content)| json!({ "role": role, "content": content }))
+        .collect())
+}
+
+fn turn_error(err: TurnError) -> ApiError {
+    match err {
+        TurnError::TooMany => ApiError::TooManyRequests { retry_after: 60 },
+        TurnError::Busy => ApiError::Conflict {
+            code: "conversation_busy",
+            detail: "the assistant is still answering this conversation's last message".to_owned(),
+        },
+        TurnError::Failed(why) => {
+            tracing::warn!(error = why, "the assistant could not answer");
+            ApiError::AssistantUnavailable {
+                retry_after: RETRY_AFTER,
+            }
+        }
+        TurnError::Engine(err) => ApiError::Internal(err.into()),
+    }
+}

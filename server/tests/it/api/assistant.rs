@@ -1,0 +1,261 @@
+//! `POST /api/personal_assistant/analyze` end to end: the repository's graphs, scripted model
+//! replies, the SQL sandbox and real PostgreSQL.
+
+use std::sync::Arc;
+
+use engine::llm::scripted::Scripted;
+use engine::sandbox::{ROLE, Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+use server::api::ApiConfig;
+use server::assistant::Assistant;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use super::{Api, User, today};
+
+/// The API with the assistant answering from `script` (replies by node path).
+async fn api_with_assistant(pool: &PgPool, script: &str) -> Api {
+    let role = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(pool.connect_options().as_ref().clone().username(ROLE))
+        .await
+        .unwrap();
+    let sandbox = Sandbox::connect(role, pool.clone(), SandboxConfig::default())
+        .await
+        .unwrap();
+    let assistant = Assistant::load(
+        &crate::repo_root(),
+        Arc::new(Scripted::parse(script).unwrap()),
+        pool.clone(),
+        Some(Arc::new(sandbox)),
+        100,
+    )
+    .unwrap();
+    let config = ApiConfig {
+        assistant: Some(Arc::new(assistant)),
+        ..ApiConfig::default()
+    };
+    Api::with_config(pool.clone(), &config)
+}
+
+async fn groceries(api: &Api, user: &User, amounts: &[&str]) {
+    let budget = api
+        .post(
+            "/api/database/budget",
+            user,
+            json!({"budget_name": "Groceries", "total_limit": "400"}),
+        )
+        .await;
+    assert_eq!(budget.status, 201, "{:?}", budget.json);
+    api.fund(user, user.regular, "500").await;
+    for amount in amounts {
+        let reply = api
+            .post(
+                "/api/database/transactions",
+                user,
+                json!({"date": today(), "amount": amount, "store_name": "Market",
+                       "budget_id": budget.json["budget"]["budget_id"], "account_id": user.regular}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{:?}", reply.json);
+    }
+}
+
+async fn messages(api: &Api, user: &User, conversation: &Value) -> Vec<Value> {
+    let path = format!("/api/database/conversations/{conversation}/messages");
+    let reply = api.get(&path, user).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.json);
+    reply.json.as_array().unwrap().clone()
+}
+
+const SPENDING: &str = r#"
+route_turn:
+  - json: { route: database, instruction: "Total grocery spending this month." }
+  - json: { route: conversation, instruction: "" }
+database/write_sql:
+  - json:
+      sql: "SELECT round(sum(amount), 2) AS total FROM transactions WHERE category = 'Groceries'"
+      reason: Sums grocery expenses.
+database/answer: ["You spent 61.00 on groceries this month."]
+reply: ["You're welcome!"]
+"#;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_question_is_answered_from_the_users_rows_and_every_message_is_kept(pool: PgPool) {
+    let api = api_with_assistant(&pool, SPENDING).await;
+    let ada = api.register("ada@example.com").await;
+    groceries(&api, &ada, &["42.10", "18.90"]).await;
+    let bob = api.register("bob@example.com").await;
+    groceries(&api, &bob, &["250.00"]).await;
+
+    let first = api
+        .post(
+            "/api/personal_assistant/analyze",
+            &ada,
+            json!({"query": "How much did I spend on groceries this month?"}),
+        )
+        .await;
+    assert_eq!(first.status, 200, "{:?}", first.json);
+    assert_eq!(
+        first.json["final_output"],
+        "You spent 61.00 on groceries this month."
+    );
+    assert_eq!(first.json["agent"], "database_agent");
+    assert_eq!(first.json["data"], json!([{ "total": "61.00" }]));
+    let conversation = first.json["conversation_id"].clone();
+
+    let second = api
+        .post(
+            "/api/personal_assistant/analyze",
+            &ada,
+            json!({"query": "Thanks!", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(second.status, 200, "{:?}", second.json);
+    assert_eq!(second.json["conversation_id"], conversation);
+    assert_eq!(
+        (&second.json["agent"], &second.json["data"]),
+        (&json!("assistant"), &json!([]))
+    );
+
+    let kept: Vec<(Value, Value, Value, Value)> = messages(&api, &ada, &conversation)
+        .await
+        .into_iter()
+        .map(|m| {
+            (
+                m["sender_type"].clone(),
+                m["source_agent"].clone(),
+                m["content"].clone(),
+                m["data"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (
+                json!("user"),
+                json!("User"),
+                json!("How much did I spend on groceries this month?"),
+                Value::Null
+            ),
+            (
+                json!("assistant"),
+                json!("database_agent"),
+                json!("You spent 61.00 on groceries this month."),
+                json!({ "rows": [{ "total": "61.00" }] })
+            ),
+            (json!("user"), json!("User"), json!("Thanks!"), Value::Null),
+            (
+                json!("assistant"),
+                json!("assistant"),
+                json!("You're welcome!"),
+                Value::Null
+            ),
+        ]
+    );
+}
+
+const OUTAGE: &str = r#"
+route_turn:
+  - fail: server
+  - fail: server
+  - fail: server
+  - json: { route: conversation, instruction: "" }
+reply: ["Sorry for the wait: how can I help?"]
+"#;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_provider_outage_is_503_keeps_the_message_and_the_conversation_goes_on(pool: PgPool) {
+    let api = api_with_assistant(&pool, OUTAGE).await;
+    let ada = api.register("ada@example.com").await;
+    let start = api
+        .post("/api/personal_assistant/conversations/start", &ada, json!({}))
+        .await;
+    let conversation = start.json["conversation_id"].clone();
+
+    let down = api
+        .post(
+            "/api/personal_assistant/analyze",
+            &ada,
+            json!({"query": "Are you there?", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(down.status, 503, "{:?}", down.json);
+    assert_eq!(down.json["code"], "assistant_unavailable");
+    assert_eq!(down.headers.get("retry-after").unwrap(), "30");
+    let kept = messages(&api, &ada, &conversation).await;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["content"], "Are you there?");
+
+    let back = api
+        .post(
+            "/api/personal_assistant/analyze",
+            &ada,
+            json!({"query": "Hello again", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(back.status, 200, "{:?}", back.json);
+    let contents: Vec<Value> = messages(&api, &ada, &conversation)
+        .await
+        .into_iter()
+        .map(|m| m["content"].clone())
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            "Are you there?",
+            "Hello again",
+            "Sorry for the wait: how can I help?"
+        ]
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn another_users_conversation_is_not_found_and_bad_messages_are_refused(pool: PgPool) {
+    let api = api_with_assistant(&pool, SPENDING).await;
+    let ada = api.register("ada@example.com").await;
+    let bob = api.register("bob@example.com").await;
+    let start = api
+        .post("/api/personal_assistant/conversations/start", &ada, json!({}))
+        .await;
+    let conversation = start.json["conversation_id"].clone();
+    let cases = [
+        (
+            &bob,
+            json!({"query": "Show me Ada's messages", "conversation_id": conversation}),
+            404,
+            "not_found",
+        ),
+        (&bob, json!({"query": "Hi", "user_id": ada.id}), 404, "not_found"),
+        (&ada, json!({"query": "   "}), 422, "validation_failed"),
+        (
+            &ada,
+            json!({"query": "x".repeat(4_001)}),
+            422,
+            "validation_failed",
+        ),
+        (&ada, json!({"question": "Hi"}), 422, "validation_failed"),
+    ];
+    for (user, body, status, code) in cases {
+        let reply = api
+            .post("/api/personal_assistant/analyze", user, body.clone())
+            .await;
+        assert_eq!(
+            (reply.status, reply.json["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {:?}",
+            reply.json
+        );
+    }
+    assert!(messages(&api, &ada, &conversation).await.is_empty());
+
+    let without = Api::new(pool.clone());
+    let reply = without
+        .post("/api/personal_assistant/analyze", &ada, json!({"query": "Hi"}))
+        .await;
+    assert_eq!(
+        (reply.status, reply.json["code"].as_str()),
+        (503, Some("assistant_unavailable"))
+    );
+}
