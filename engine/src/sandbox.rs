@@ -219,7 +219,14 @@ impl Sandbox {
 
     /// Runs checked SQL in the envelope, as the sandbox role, for `user`.
     pub async fn run(&self, user: &UserId, sql: &CheckedSql) -> Result<Outcome, sqlx::Error> {
-        envelope::run(&self.pool, &self.config, user, sql).await
+        envelope::run(&self.pool, &self.config, user, sql, true).await
+    }
+
+    /// Runs SQL in the envelope without making it a subquery: only for tests that show the
+    /// role, the read-only transaction and row-level security hold without the other layers.
+    #[cfg(feature = "testing")]
+    pub async fn run_as_statement(&self, user: &UserId, sql: &CheckedSql) -> Result<Outcome, sqlx::Error> {
+        envelope::run(&self.pool, &self.config, user, sql, false).await
     }
 
     async fn check_rate(&self, user: &UserId) -> Result<(), SandboxError> {

@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    DataType, Expr, Function, Ident, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
-    TableFactor, Value, ValueWithSpan, Visit, Visitor,
+    BinaryOperator, DataType, Expr, Function, Ident, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr,
+    Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 /// Longest SQL text taken, in bytes.
 pub const MAX_SQL_BYTES: usize = 8 * 1024;
@@ -26,7 +27,8 @@ const MAX_EXPRESSIONS: usize = 2_000;
 
 /// Functions a query may call: aggregates, window functions, date and time, math, text and
 /// conditionals. Nothing that runs SQL from text, sleeps, locks, signals, touches files or
-/// large objects, or changes a setting.
+/// large objects, or changes a setting; and nothing that can make one value huge in one call
+/// (`repeat`, `lpad`, `rpad`, `replace`, `power`), which `statement_timeout` cannot stop.
 pub const FUNCTIONS: &[&str] = &[
     // aggregates
     "count",
@@ -90,7 +92,6 @@ pub const FUNCTIONS: &[&str] = &[
     "trunc",
     "greatest",
     "least",
-    "power",
     "sqrt",
     "mod",
     "sign",
@@ -110,15 +111,12 @@ pub const FUNCTIONS: &[&str] = &[
     "substring",
     "left",
     "right",
-    "replace",
     "concat",
     "concat_ws",
     "position",
     "strpos",
     "split_part",
     "starts_with",
-    "lpad",
-    "rpad",
     // arrays
     "array_length",
     "cardinality",
@@ -203,6 +201,7 @@ pub fn check(sql: &str, relations: &BTreeSet<String>, row_limit: u64) -> Result<
         return reject(format!("the query is longer than {MAX_SQL_BYTES} bytes"));
     }
     let dialect = PostgreSqlDialect {};
+    refuse_custom_operators(&dialect, sql)?;
     let mut statements = Parser::new(&dialect)
         .with_recursion_limit(MAX_DEPTH)
         .try_with_sql(sql)
@@ -223,7 +222,7 @@ pub fn check(sql: &str, relations: &BTreeSet<String>, row_limit: u64) -> Result<
     };
     let mut checker = Checker {
         relations,
-        ctes: BTreeSet::new(),
+        ctes: Vec::new(),
         table_factors: 0,
         expressions: 0,
     };
@@ -232,12 +231,33 @@ pub fn check(sql: &str, relations: &BTreeSet<String>, row_limit: u64) -> Result<
     }
     limit_rows(query, row_limit)?;
     let canonical = statement.to_string();
+    // PostgreSQL starts a comment at `--` or `/*` wherever it finds one; what runs must hold
+    // none, so that it cannot read what was checked as text (or as an operator) as code.
+    if canonical.contains("--") || canonical.contains("/*") {
+        return reject("the query may not contain `--` or `/*`, not even inside text");
+    }
     // The printer must give back the same tree, or what runs is not what was checked.
     let reparsed = Parser::parse_sql(&dialect, &canonical);
     if reparsed.as_deref() != Ok(std::slice::from_ref(&statement)) {
         return reject("the query uses syntax that cannot be checked; write it more plainly");
     }
     Ok(CheckedSql(canonical))
+}
+
+/// Refuses operators sqlparser does not know. Its tokenizer takes `~/*` or `||--` for one
+/// operator where PostgreSQL sees an operator and a comment, so what follows would be checked
+/// as one thing and run as another.
+fn refuse_custom_operators(dialect: &PostgreSqlDialect, sql: &str) -> Result<(), Rejection> {
+    let tokens = Tokenizer::new(dialect, sql)
+        .tokenize()
+        .or_else(|err| reject(format!("the query does not parse: {err}")))?;
+    match tokens.iter().find_map(|token| match token {
+        Token::CustomBinaryOperator(operator) => Some(operator),
+        _ => None,
+    }) {
+        Some(operator) => reject(format!("operator `{operator}` is not allowed")),
+        None => Ok(()),
+    }
 }
 
 /// Makes the outer query return at most `row_limit` rows (one more, so that the caller can
@@ -276,8 +296,8 @@ fn limit_rows(query: &mut Query, row_limit: u64) -> Result<(), Rejection> {
 /// and value, wherever it sits.
 struct Checker<'a> {
     relations: &'a BTreeSet<String>,
-    /// The CTE names declared anywhere in the query.
-    ctes: BTreeSet<String>,
+    /// The CTE names in scope: those of the queries being walked, innermost last.
+    ctes: Vec<Vec<String>>,
     table_factors: usize,
     expressions: usize,
 }
@@ -292,6 +312,11 @@ impl Visitor for Checker<'_> {
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Rejection> {
         into_flow(self.query(query))
+    }
+
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<Rejection> {
+        self.ctes.pop();
+        ControlFlow::Continue(())
     }
 
     fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<Rejection> {
@@ -328,6 +353,7 @@ impl Visitor for Checker<'_> {
 
 impl Checker<'_> {
     fn query(&mut self, query: &Query) -> Result<(), Rejection> {
+        self.ctes.push(Vec::new());
         if let Some(with) = &query.with {
             if with.recursive {
                 return reject("WITH RECURSIVE is not allowed");
@@ -342,7 +368,9 @@ impl Checker<'_> {
                         "the CTE name `{name}` hides the view `{name}`; choose another"
                     ));
                 }
-                self.ctes.insert(name);
+                if let Some(scope) = self.ctes.last_mut() {
+                    scope.push(name);
+                }
             }
         }
         if !query.locks.is_empty() {
@@ -365,7 +393,7 @@ impl Checker<'_> {
             ));
         };
         let name = normalized(ident);
-        if self.relations.contains(&name) || self.ctes.contains(&name) {
+        if self.relations.contains(&name) || self.ctes.iter().flatten().any(|cte| *cte == name) {
             return Ok(());
         }
         let views: Vec<&str> = self.relations.iter().map(String::as_str).collect();
@@ -424,6 +452,10 @@ fn table_factor(factor: &TableFactor) -> Result<(), Rejection> {
 fn expression(expr: &Expr) -> Result<(), Rejection> {
     match expr {
         Expr::Function(function) => allowed_function(function),
+        Expr::BinaryOp {
+            op: op @ (BinaryOperator::Custom(_) | BinaryOperator::PGCustomBinaryOperator(_)),
+            ..
+        } => reject(format!("operator `{op}` is not allowed")),
         Expr::Cast { data_type, .. } => allowed_type(data_type),
         Expr::TypedString(typed) => allowed_type(&typed.data_type),
         _ => Ok(()),

@@ -1,6 +1,7 @@
-//! The transaction a sandboxed query runs in: read-only, with the user and the timeouts set
-//! for it alone, one prepared statement (the extended protocol carries exactly one), rows
-//! and bytes capped while they stream, and always rolled back.
+//! The transaction a sandboxed query runs in: read-only, with the user, the timeouts and the
+//! memory for sorts set for it alone; the query wrapped as a subquery, so that PostgreSQL
+//! accepts nothing else, in one prepared statement (the extended protocol carries exactly
+//! one); rows and bytes capped while they stream; always rolled back.
 
 use std::time::Duration;
 
@@ -19,12 +20,13 @@ pub(super) async fn run(
     config: &SandboxConfig,
     user: &UserId,
     sql: &CheckedSql,
+    wrap: bool,
 ) -> Result<Outcome, sqlx::Error> {
     let mut conn = pool.acquire().await?;
     // The server stops the statement at `statement_timeout`; this is for a server that
     // does not answer at all.
     let deadline = config.statement_timeout + Duration::from_secs(2);
-    match tokio::time::timeout(deadline, in_transaction(&mut conn, config, user, sql)).await {
+    match tokio::time::timeout(deadline, in_transaction(&mut conn, config, user, sql, wrap)).await {
         Ok(Ok(outcome)) => Ok(outcome),
         Ok(Err(sqlx::Error::Database(err))) => Ok(failed(sql, config, err.code().as_deref(), err.message())),
         Ok(Err(err)) => {
@@ -64,6 +66,7 @@ async fn in_transaction(
     config: &SandboxConfig,
     user: &UserId,
     sql: &CheckedSql,
+    wrap: bool,
 ) -> Result<Outcome, sqlx::Error> {
     let mut tx = conn.begin().await?;
     // Our own text, with values that are not user input: one round trip for all settings.
@@ -80,7 +83,13 @@ async fn in_transaction(
     };
     let mut bytes = 0;
     let result = {
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str().to_owned()))
+        // As a subquery, PostgreSQL itself accepts nothing but a query: no `DO`, `SET`,
+        // `PREPARE` or data-modifying `WITH`, whatever reaches it.
+        let wrapped = match wrap {
+            true => format!("SELECT * FROM ({}\n) AS sandboxed", sql.as_str()),
+            false => sql.as_str().to_owned(),
+        };
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(wrapped))
             .persistent(false)
             .fetch(&mut *tx);
         loop {
@@ -121,7 +130,8 @@ fn settings(config: &SandboxConfig, user: &UserId) -> String {
          SET LOCAL {setting} = '{user}'; \
          SET LOCAL statement_timeout = {statement}; \
          SET LOCAL lock_timeout = {lock}; \
-         SET LOCAL idle_in_transaction_session_timeout = {idle};",
+         SET LOCAL idle_in_transaction_session_timeout = {idle}; \
+         SET LOCAL work_mem = '16MB';",
         schema = quoted_identifier(&config.schema),
         setting = config
             .user_setting

@@ -1,6 +1,8 @@
-//! The SQL sandbox against real PostgreSQL: attacks through the whole sandbox and, with the
-//! parser bypassed, straight into the database as the sandbox role; the role's privileges;
-//! two users who must never see each other's data.
+//! The SQL sandbox against real PostgreSQL: attacks through the whole sandbox; with the parser
+//! bypassed, into the envelope as the sandbox role; and even without the envelope's subquery,
+//! as a statement of their own, where only the role, the read-only transaction and row-level
+//! security stand. Also the role's privileges, and two users who must never see each other's
+//! data.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -149,16 +151,17 @@ async fn attacks_are_refused_by_the_parser_and_by_the_database_alone(pool: PgPoo
             wrong.push(format!("{name}: {}", describe(&full)));
         }
         assert_only_own(A, &full, &attack.never, &format!("{name}, whole sandbox"));
-        let bypass = sandbox
-            .run(&user(A), &CheckedSql::unchecked(&attack.sql))
-            .await
-            .unwrap();
+        let unchecked = CheckedSql::unchecked(&attack.sql);
+        let bypass = sandbox.run(&user(A), &unchecked).await.unwrap();
         assert_only_own(A, &bypass, &attack.never, &format!("{name}, parser bypassed"));
+        let statement = sandbox.run_as_statement(&user(A), &unchecked).await.unwrap();
+        assert_only_own(A, &statement, &attack.never, &format!("{name}, as a statement"));
         writeln!(
             report,
-            "{name}\n  sandbox:  {}\n  database: {}",
+            "{name}\n  sandbox:   {}\n  subquery:  {}\n  statement: {}",
             describe(&full),
-            describe(&bypass)
+            describe(&bypass),
+            describe(&statement)
         )
         .unwrap();
     }
@@ -212,8 +215,11 @@ async fn two_users_never_see_a_value_of_each_other(pool: PgPool) {
         {
             let full = sandbox.query(&user(id), None, sql).await.unwrap();
             assert_only_own(id, &full, &[], &format!("user {id}, whole sandbox: {sql}"));
-            let bypass = sandbox.run(&user(id), &CheckedSql::unchecked(sql)).await.unwrap();
+            let unchecked = CheckedSql::unchecked(sql);
+            let bypass = sandbox.run(&user(id), &unchecked).await.unwrap();
             assert_only_own(id, &bypass, &[], &format!("user {id}, parser bypassed: {sql}"));
+            let statement = sandbox.run_as_statement(&user(id), &unchecked).await.unwrap();
+            assert_only_own(id, &statement, &[], &format!("user {id}, as a statement: {sql}"));
         }
     }
 }
@@ -473,6 +479,11 @@ async fn the_sandbox_role_has_only_what_it_needs(pool: PgPool) {
         "pg_read_binary_file",
         "pg_ls_dir",
         "pg_stat_file",
+        "pg_stat_get_tuples_inserted",
+        "pg_lock_status",
+        "txid_current",
+        "pg_current_xact_id",
+        "pg_current_snapshot",
     ];
     let checked: Vec<(String, bool)> = sqlx::query_as(
         "SELECT p.oid::regprocedure::text, has_function_privilege('finch_sql', p.oid, 'EXECUTE') \
@@ -493,17 +504,18 @@ async fn the_sandbox_role_has_only_what_it_needs(pool: PgPool) {
     );
     let runnable: Vec<&String> = checked.iter().filter(|(_, can)| *can).map(|(f, _)| f).collect();
     assert!(runnable.is_empty(), "finch_sql can run {runnable:?}");
-    let (now, activity): (bool, bool) = sqlx::query_as(
+    let (now, activity, plpgsql): (bool, bool, bool) = sqlx::query_as(
         "SELECT has_function_privilege('finch_sql', 'pg_catalog.now()', 'EXECUTE'), \
-                has_table_privilege('finch_sql', 'pg_catalog.pg_stat_activity', 'SELECT')",
+                has_table_privilege('finch_sql', 'pg_catalog.pg_stat_activity', 'SELECT'), \
+                has_language_privilege('finch_sql', 'plpgsql', 'USAGE')",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
     assert_eq!(
-        (now, activity),
-        (true, false),
-        "harmless built-ins stay, session activity goes"
+        (now, activity, plpgsql),
+        (true, false, false),
+        "harmless built-ins stay; session activity and DO blocks go"
     );
 
     // Row-level security on every table, and the views' options.
