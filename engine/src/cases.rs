@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::graph::Graph;
 use crate::llm::scripted::{ScriptEntry, Scripted};
+use crate::nodes::HostTool;
 use crate::run::{Answers, Clock, Engine, Event, Events, RunOutcome, RunStatus, State};
 use crate::sandbox::{self, Sandbox, SandboxConfig};
 use crate::yaml::{self, Spanned};
@@ -127,8 +128,13 @@ pub struct CaseDatabases {
     pub url: String,
 }
 
-/// Plays one case against a checked graph.
-pub async fn run_case(graph: &Graph, case: &Case, databases: Option<&CaseDatabases>) -> CaseReport {
+/// Plays one case against a checked graph, with the application's `tools`.
+pub async fn run_case(
+    graph: &Graph,
+    case: &Case,
+    databases: Option<&CaseDatabases>,
+    tools: &[Arc<dyn HostTool>],
+) -> CaseReport {
     let mut report = CaseReport {
         name: case.name.clone(),
         problems: Vec::new(),
@@ -139,6 +145,9 @@ pub async fn run_case(graph: &Graph, case: &Case, databases: Option<&CaseDatabas
         .now
         .unwrap_or_else(|| "2026-01-01T00:00:00Z".parse().expect("a valid instant"));
     let mut engine = Engine::new(script.clone()).with_clock(Clock::Fixed(now));
+    for tool in tools {
+        engine = engine.with_host_tool(tool.clone());
+    }
     let mut database = None;
     if case.sql.is_some() || case.migrated {
         let sql = case.sql.as_deref().unwrap_or_default();

@@ -52,6 +52,8 @@ pub struct LoadOptions {
     /// Model aliases defined in the configuration. An alias a node uses that is not among
     /// them gets a warning (a deployment may configure more); `None` skips the check.
     pub models: Option<BTreeSet<String>>,
+    /// Tools the application adds to the engine's (see [`crate::nodes::HostTool`]).
+    pub tools: Vec<&'static crate::nodes::ToolSpec>,
 }
 
 /// Loads and checks the graph file at `path`, and every subgraph it uses.

@@ -32,6 +32,7 @@ pub use router::RouterNode;
 pub use sql::{SqlMode, SqlNode};
 pub use sql_query::SqlQueryNode;
 pub use subgraph::SubgraphNode;
+pub use tool::host::{HostCall, HostTool};
 pub use tool::{TOOLS, ToolNode, ToolSpec};
 
 /// Names bound to minijinja expressions: `{ answer: "output.text", route: "output.route" }`.
@@ -168,7 +169,7 @@ impl Node {
     pub fn reaches_outside(&self) -> bool {
         match self {
             Node::Sql(_) | Node::SqlQuery(_) => true,
-            Node::Tool(tool) => matches!(tool.tool.as_str(), "now" | "sql_schema"),
+            Node::Tool(tool) => matches!(tool.tool.as_str(), "now" | "sql_schema") || !tool.is_built_in(),
             _ => false,
         }
     }
@@ -242,10 +243,16 @@ impl Node {
         })
     }
 
-    /// Whether the node changes something outside the run (a `sql` write), so that repeating
-    /// it after an attempt of unknown outcome could apply it twice.
+    /// Whether the node changes something outside the run (a `sql` write, a tool of the
+    /// application), so that repeating it after an attempt of unknown outcome could apply it
+    /// twice.
     pub fn writes_outside(&self) -> bool {
-        matches!(self, Node::Sql(sql) if sql.mode == SqlMode::Write)
+        match self {
+            Node::Sql(sql) => sql.mode == SqlMode::Write,
+            // The application's tools may change anything; they are treated as if they do.
+            Node::Tool(tool) => !tool.is_built_in(),
+            _ => false,
+        }
     }
 
     /// Whether the node does work that can be timed out and retried.

@@ -219,6 +219,7 @@ async fn replay_run(
         llm: models.clone(),
         db: None,
         sandbox: None,
+        host_tools: Vec::new(),
         clock: Clock::System,
         recorded: Some(Arc::new(recorded)),
     };

@@ -116,6 +116,7 @@ pub struct Engine {
     pub(crate) llm: Arc<dyn LlmClient>,
     pub(crate) db: Option<sqlx::PgPool>,
     pub(crate) sandbox: Option<Arc<crate::sandbox::Sandbox>>,
+    pub(crate) host_tools: Vec<Arc<dyn crate::nodes::HostTool>>,
     pub(crate) clock: Clock,
     /// In a replay, what the nodes that reach outside the graph (`sql`, the `now` tool) wrote
     /// when the run was recorded, by step and node path: they are not run again.
@@ -137,6 +138,7 @@ impl Engine {
             llm,
             db: None,
             sandbox: None,
+            host_tools: Vec::new(),
             clock: Clock::System,
             recorded: None,
         }
@@ -170,6 +172,24 @@ impl Engine {
     pub fn with_sandbox(mut self, sandbox: Arc<crate::sandbox::Sandbox>) -> Engine {
         self.sandbox = Some(sandbox);
         self
+    }
+
+    /// A tool of the application, for `tool` nodes that name it.
+    pub fn with_host_tool(mut self, tool: Arc<dyn crate::nodes::HostTool>) -> Engine {
+        self.host_tools.push(tool);
+        self
+    }
+
+    pub(crate) fn host_tool(&self, name: &str) -> Option<&Arc<dyn crate::nodes::HostTool>> {
+        self.host_tools.iter().find(|tool| tool.spec().name == name)
+    }
+
+    /// What graphs run by this engine are checked with: the application's tools.
+    pub fn load_options(&self) -> crate::LoadOptions {
+        crate::LoadOptions {
+            models: None,
+            tools: self.host_tools.iter().map(|tool| tool.spec()).collect(),
+        }
     }
 
     pub fn with_clock(mut self, clock: Clock) -> Engine {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::diagnostic::{Diagnostic, render};
-use crate::graph::{Graph, LoadOptions, load_source};
+use crate::graph::{Graph, load_source};
 use crate::run::{Answers, Checkpoint, Engine, Events, RunError, RunOutcome, State, prepare};
 use crate::store::{Head, Lease, RunJournal, StartMode, Started, Store, StoreError, ThreadRow};
 
@@ -97,7 +97,7 @@ impl Worker {
             return Ok(graph.clone());
         }
         let files = Arc::new(self.store.version_files(version).await?);
-        let graph = load_source(files.clone(), &files.graph, &LoadOptions::default())
+        let graph = load_source(files.clone(), &files.graph, &self.engine.load_options())
             .map_err(|d| version_error(version, &d))?;
         let graph = Arc::new(graph);
         self.graphs

@@ -62,10 +62,17 @@ impl Assistant {
         turns_per_minute: u32,
     ) -> anyhow::Result<Assistant> {
         let path = project.join("graphs/assistant.yaml");
-        let graph = engine::load_with(&Project::at(project), &path, &LoadOptions::default())
+        let options = LoadOptions {
+            models: None,
+            tools: crate::finance::tools::specs(),
+        };
+        let graph = engine::load_with(&Project::at(project), &path, &options)
             .map_err(|diagnostics| anyhow::anyhow!("{}", engine::diagnostic::render(&diagnostics)))
             .with_context(|| format!("loading {}", path.display()))?;
         let mut engine = Engine::new(llm).with_database(db.clone());
+        for tool in crate::finance::tools::all() {
+            engine = engine.with_host_tool(tool);
+        }
         if let Some(sandbox) = sandbox {
             engine = engine.with_sandbox(sandbox);
         }

@@ -10,3 +10,4 @@ pub mod demo;
 pub mod income;
 pub mod ledger;
 pub mod password;
+pub mod tools;

@@ -1,4 +1,6 @@
-//! `tool`: calls a built-in function, registered by name.
+//! `tool`: calls a built-in function, or one the application added ([`host`]), by name.
+
+pub(crate) mod host;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,10 +42,14 @@ pub struct ToolSpec {
     pub description: &'static str,
     /// Arguments it cannot do without.
     pub required: &'static [&'static str],
+    /// Arguments it can do without.
+    pub optional: &'static [&'static str],
     /// Whether it takes arguments of any other name too.
     pub open: bool,
     /// Its output is an object with one key per argument (rather than a text).
     pub echoes_args: bool,
+    /// Its output is an object of its own (rather than a text).
+    pub object_output: bool,
 }
 
 /// Every built-in tool.
@@ -52,29 +58,37 @@ pub const TOOLS: &[ToolSpec] = &[
         name: "now",
         description: "The current time, as an RFC 3339 text in UTC.",
         required: &[],
+        optional: &[],
         open: false,
         echoes_args: false,
+        object_output: false,
     },
     ToolSpec {
         name: "sql_schema",
         description: "The views `sql_query` nodes may read, with their columns, types, meanings and example questions, as text for a prompt.",
         required: &[],
+        optional: &[],
         open: false,
         echoes_args: false,
+        object_output: false,
     },
     ToolSpec {
         name: "set",
         description: "Returns its arguments, so each is written to the state field of the same name.",
         required: &[],
+        optional: &[],
         open: true,
         echoes_args: true,
+        object_output: false,
     },
     ToolSpec {
         name: "format",
         description: "Renders `template` (a minijinja text) with the other arguments and the state.",
         required: &["template"],
+        optional: &[],
         open: true,
         echoes_args: false,
+        object_output: false,
     },
 ];
 
@@ -83,8 +97,8 @@ impl NodeKind for ToolNode {
         for expression in self.args.values() {
             cx.expression(expression, &[]);
         }
-        let Some(spec) = TOOLS.iter().find(|spec| spec.name == self.tool.as_str()) else {
-            let names: Vec<&str> = TOOLS.iter().map(|spec| spec.name).collect();
+        let Some(spec) = cx.tool(&self.tool) else {
+            let names = cx.tool_names();
             let hint = did_you_mean(&self.tool, names.iter().copied())
                 .unwrap_or_else(|| format!("the tools are {}", backticked(&names)));
             cx.error_hint(
@@ -114,9 +128,13 @@ impl NodeKind for ToolNode {
             );
         } else {
             let hint = "`writes: { <field>: output }` stores the result";
+            let output = match spec.object_output {
+                true => json!({ "type": "object" }),
+                false => json!({ "type": "string" }),
+            };
             cx.writes(
                 self.writes.as_ref(),
-                Some(&json!({ "type": "string" })),
+                Some(&output),
                 WritesDefault::Required(hint),
                 self.tool.pos,
             );
@@ -130,6 +148,11 @@ impl NodeKind for ToolNode {
 }
 
 impl ToolNode {
+    /// Whether it calls one of the engine's own tools (rather than the application's).
+    pub fn is_built_in(&self) -> bool {
+        TOOLS.iter().any(|spec| spec.name == self.tool.as_str())
+    }
+
     async fn call(&self, cx: &RunCx<'_>) -> Result<Value, NodeError> {
         let mut args = serde_json::Map::new();
         for (name, expression) in &self.args {
@@ -162,20 +185,43 @@ impl ToolNode {
                     .map_err(|err| NodeError::failed(format!("tool `format`: {err}")))?;
                 Ok(Value::String(text))
             }
-            other => Err(NodeError::failed(format!("unknown tool `{other}`"))),
+            other => {
+                let Some(tool) = cx.engine.host_tool(other) else {
+                    return Err(NodeError::failed(format!("unknown tool `{other}`")));
+                };
+                let Some(pool) = &cx.engine.db else {
+                    return Err(NodeError::failed(format!(
+                        "tool `{other}` needs a database, and the run has none"
+                    )));
+                };
+                // The guard borrows a local handle, not `cx`, so the future stays `Send`.
+                let (shared, pool) = (cx.shared.clone(), pool.clone());
+                let mut tx = shared
+                    .transaction(&pool)
+                    .await
+                    .map_err(|err| NodeError::transient(format!("tool `{other}`: {err}")))?;
+                let call = host::HostCall {
+                    tx: &mut tx,
+                    context: cx.scope.context(),
+                    args,
+                };
+                tool.call(call)
+                    .await
+                    .map_err(|err| NodeError::failed(format!("tool `{other}`: {err}")))
+            }
         }
     }
 }
 
 fn check_args(cx: &mut NodeCx<'_, '_>, spec: &ToolSpec, args: &Assignments, tool_pos: Pos) {
+    let known: Vec<&str> = spec.required.iter().chain(spec.optional).copied().collect();
     for name in args.keys() {
-        if !spec.open && !spec.required.contains(&name.as_str()) {
+        if !spec.open && !known.contains(&name.as_str()) {
             let message = format!("tool `{}` has no argument `{name}`", spec.name);
-            let hint =
-                did_you_mean(name, spec.required.iter().copied()).unwrap_or_else(|| match spec.required {
-                    [] => "it takes no arguments".to_owned(),
-                    names => format!("its arguments are {}", backticked(names)),
-                });
+            let hint = did_you_mean(name, known.iter().copied()).unwrap_or_else(|| match known.as_slice() {
+                [] => "it takes no arguments".to_owned(),
+                names => format!("its arguments are {}", backticked(names)),
+            });
             cx.error_hint(name.pos, &message, &hint);
         }
     }

@@ -44,6 +44,7 @@ fn fixtures() -> Project {
 fn fixture_options() -> LoadOptions {
     LoadOptions {
         models: Some(BTreeSet::from(["fast".to_owned(), "chat".to_owned()])),
+        tools: Vec::new(),
     }
 }
 

@@ -40,7 +40,7 @@ fn every_case_of_every_run_graph_passes() {
         let file = cases::read_cases(&text).unwrap_or_else(|e| panic!("{}:{e}", cases_file.display()));
         let mut snapshot = String::new();
         for case in &file.cases {
-            let report = runtime.block_on(cases::run_case(&graph, case, Some(&databases)));
+            let report = runtime.block_on(cases::run_case(&graph, case, Some(&databases), &[]));
             assert!(
                 report.passed(),
                 "{} — {}:\n{}\n{}",

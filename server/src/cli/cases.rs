@@ -9,6 +9,7 @@ use engine::graph::graph_name;
 use super::graph::graph_files;
 use super::load_graph;
 use crate::config::Config;
+use crate::finance::tools;
 
 /// Runs the cases of every graph under `paths` that has a `<graph>.cases.yaml`.
 pub(crate) async fn test(paths: &[PathBuf], db: Option<&str>, config: &Path) -> anyhow::Result<ExitCode> {
@@ -43,7 +44,7 @@ pub(crate) async fn test(paths: &[PathBuf], db: Option<&str>, config: &Path) -> 
         };
         let (graph, cases) = file;
         for case in &cases.cases {
-            if case.sql.is_some() && databases.is_none() {
+            if (case.sql.is_some() || case.migrated) && databases.is_none() {
                 let Some(url) = db else {
                     anyhow::bail!(
                         "`{}` needs a database: pass --db or set DATABASE_URL",
@@ -52,7 +53,7 @@ pub(crate) async fn test(paths: &[PathBuf], db: Option<&str>, config: &Path) -> 
                 };
                 databases = Some(cases::connect(url).await?);
             }
-            let report = cases::run_case(&graph, case, databases.as_ref()).await;
+            let report = cases::run_case(&graph, case, databases.as_ref(), &tools::all()).await;
             let location = format!("{}:{}", cases_file.display(), case.pos.line);
             if report.passed() {
                 println!("ok    {name} · {}", report.name);

@@ -49,6 +49,9 @@ pub(crate) fn worker(
     sandbox: Option<Arc<Sandbox>>,
 ) -> Worker {
     let mut engine = Engine::new(llm).with_database(store.pool().clone());
+    for tool in crate::finance::tools::all() {
+        engine = engine.with_host_tool(tool);
+    }
     if let Some(sandbox) = sandbox {
         engine = engine.with_sandbox(sandbox);
     }

@@ -85,6 +85,9 @@ pub(crate) async fn run(args: RunArgs, config: &Path) -> anyhow::Result<ExitCode
     let outcome = match &args.thread {
         None => {
             let mut engine = Engine::new(llm);
+            for tool in crate::finance::tools::all() {
+                engine = engine.with_host_tool(tool);
+            }
             if let Some(url) = &args.db {
                 let pool = database(url)?;
                 if let Some(sandbox) = args.sandbox.connect(&pool, config.as_ref()).await {

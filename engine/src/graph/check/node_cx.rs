@@ -221,6 +221,22 @@ impl<'c, 'l> NodeCx<'c, 'l> {
     }
 
     /// Whether the graph declares the context field `name`.
+    /// The tool of this name: one of the engine's, or one the application declared.
+    pub(crate) fn tool(&self, name: &str) -> Option<&'static crate::nodes::ToolSpec> {
+        crate::nodes::TOOLS
+            .iter()
+            .chain(self.checker.loader.options.tools.iter().copied())
+            .find(|spec| spec.name == name)
+    }
+
+    pub(crate) fn tool_names(&self) -> Vec<&'static str> {
+        crate::nodes::TOOLS
+            .iter()
+            .chain(self.checker.loader.options.tools.iter().copied())
+            .map(|spec| spec.name)
+            .collect()
+    }
+
     pub(crate) fn has_context(&self, name: &str) -> bool {
         self.checker.context.contains_key(name)
     }
