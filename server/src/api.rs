@@ -18,6 +18,7 @@ mod idempotency;
 mod import;
 mod income;
 mod input;
+mod makers;
 pub mod money;
 mod notifications;
 mod page;
@@ -139,7 +140,7 @@ type Apis = (
         notifications::NotificationsApi,
         conversations::ConversationsApi,
     ),
-    assistant::AssistantApi,
+    (assistant::AssistantApi, makers::MakersApi),
 );
 
 fn service(ctx: Ctx) -> OpenApiService<Apis, ()> {
@@ -164,7 +165,7 @@ fn service(ctx: Ctx) -> OpenApiService<Apis, ()> {
             notifications::NotificationsApi(ctx.clone()),
             conversations::ConversationsApi(ctx.clone()),
         ),
-        assistant::AssistantApi(ctx),
+        (assistant::AssistantApi(ctx.clone()), makers::MakersApi(ctx)),
     );
     OpenApiService::new(apis, "Finch", env!("CARGO_PKG_VERSION"))
         .description(

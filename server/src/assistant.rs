@@ -1,9 +1,10 @@
-//! The assistant behind the HTTP API: the `assistant` graph of `graphs/`, run by a worker on
-//! one engine thread per conversation, with the user from the login as the run's context.
+//! The assistant behind the HTTP API: the graphs of `graphs/` ([`GRAPHS`]), run by a worker on
+//! engine threads of the conversation, with the user from the login as the run's context.
 //!
 //! The conversation's messages (the `messages` table) are what the assistant remembers: each
 //! turn gets the recent ones as input, so a turn that failed leaves nothing half-remembered.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,11 +22,14 @@ use uuid::Uuid;
 /// Messages of the conversation a turn sees, the newest last.
 pub const HISTORY: i64 = 20;
 
+/// The graphs the API runs, by name.
+pub const GRAPHS: &[&str] = &["assistant", "goal_maker"];
+
 /// The graphs and the worker that runs them.
 #[derive(Debug)]
 pub struct Assistant {
     worker: Worker,
-    graph: Arc<Graph>,
+    graphs: BTreeMap<&'static str, Arc<Graph>>,
     turns: governor::DefaultKeyedRateLimiter<i64>,
 }
 
@@ -37,6 +41,19 @@ pub struct Answer {
     pub agent: String,
     /// Rows the answer came from, if any.
     pub data: Value,
+}
+
+/// How a turn of a graph ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Turn {
+    /// With the graph's output.
+    Done(State),
+    /// Waiting for the user's answer to `question` (the payload of the run's interrupt).
+    Asking {
+        run: Uuid,
+        interrupt: String,
+        payload: Value,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +70,8 @@ pub enum TurnError {
 }
 
 impl Assistant {
-    /// Loads `graphs/assistant.yaml` of `project` and runs it with `llm` on `db`.
+    /// Loads the [`GRAPHS`] of `project` (its `graphs/`, `prompts/` and `schemas/`) and runs
+    /// them with `llm` on `db`.
     pub fn load(
         project: &Path,
         llm: Arc<dyn LlmClient>,
@@ -61,14 +79,18 @@ impl Assistant {
         sandbox: Option<Arc<Sandbox>>,
         turns_per_minute: u32,
     ) -> anyhow::Result<Assistant> {
-        let path = project.join("graphs/assistant.yaml");
         let options = LoadOptions {
             models: None,
             tools: crate::finance::tools::specs(),
         };
-        let graph = engine::load_with(&Project::at(project), &path, &options)
-            .map_err(|diagnostics| anyhow::anyhow!("{}", engine::diagnostic::render(&diagnostics)))
-            .with_context(|| format!("loading {}", path.display()))?;
+        let mut graphs = BTreeMap::new();
+        for name in GRAPHS {
+            let path = project.join(format!("graphs/{name}.yaml"));
+            let graph = engine::load_with(&Project::at(project), &path, &options)
+                .map_err(|diagnostics| anyhow::anyhow!("{}", engine::diagnostic::render(&diagnostics)))
+                .with_context(|| format!("loading {}", path.display()))?;
+            graphs.insert(*name, Arc::new(graph));
+        }
         let mut engine = Engine::new(llm).with_database(db.clone());
         for tool in crate::finance::tools::all() {
             engine = engine.with_host_tool(tool);
@@ -84,15 +106,23 @@ impl Assistant {
         let per_minute = NonZeroU32::new(turns_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(Assistant {
             worker,
-            graph: Arc::new(graph),
+            graphs,
             turns: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
         })
     }
 
-    /// A new thread for a conversation.
-    pub(crate) async fn new_thread(&self, user: i64, conversation: i64) -> Result<Uuid, TurnError> {
+    /// A new thread of `graph` (one of [`GRAPHS`]) for a conversation.
+    pub(crate) async fn new_thread(
+        &self,
+        graph: &str,
+        user: i64,
+        conversation: i64,
+    ) -> Result<Uuid, TurnError> {
+        let Some(graph) = self.graphs.get(graph) else {
+            return Err(TurnError::Failed(format!("no graph `{graph}`")));
+        };
         let metadata = json!({ "user_id": user, "conversation_id": conversation });
-        Ok(self.worker.create_thread(&self.graph, metadata).await?.id)
+        Ok(self.worker.create_thread(graph, metadata).await?.id)
     }
 
     /// Whether `user` may take another turn now.
@@ -100,34 +130,20 @@ impl Assistant {
         self.turns.check_key(&user).map_err(|_| TurnError::TooMany)
     }
 
-    /// Answers the last of `messages` (`[{role, content}]`, oldest first) on `thread`.
+    /// Answers the last of `messages` (`[{role, content}]`, oldest first) with the `assistant`
+    /// graph on `thread`.
     pub(crate) async fn turn(
         &self,
         user: i64,
         thread: Uuid,
         messages: Vec<Value>,
     ) -> Result<Answer, TurnError> {
-        let input = object(json!({ "messages": messages }));
-        let context = object(json!({ "user_id": user }));
-        let ran = self
-            .worker
-            .start(thread, input, context, StartMode::Reject, &Events::none())
-            .await
-            .map_err(|err| match err {
-                WorkerError::Store(StoreError::Conflict { .. }) => TurnError::Busy,
-                err => TurnError::Engine(err),
-            })?;
-        let Ran::Ran { outcome, .. } = ran else {
-            return Err(TurnError::Busy);
+        let output = match self.run(user, thread, messages).await? {
+            Turn::Done(output) => output,
+            Turn::Asking { .. } => {
+                return Err(TurnError::Failed("the assistant asked a question".to_owned()));
+            }
         };
-        if outcome.status != RunStatus::Succeeded {
-            let why = outcome
-                .error
-                .clone()
-                .unwrap_or_else(|| format!("the run is {:?}", outcome.status));
-            return Err(TurnError::Failed(why));
-        }
-        let output = &outcome.output;
         Ok(Answer {
             text: output
                 .get("answer")
@@ -141,6 +157,58 @@ impl Assistant {
                 .to_owned(),
             data: output.get("data").cloned().unwrap_or(Value::Array(Vec::new())),
         })
+    }
+
+    /// Runs the graph of `thread` on `messages`, for `user`.
+    pub(crate) async fn run(&self, user: i64, thread: Uuid, messages: Vec<Value>) -> Result<Turn, TurnError> {
+        let input = object(json!({ "messages": messages }));
+        let context = object(json!({ "user_id": user }));
+        let ran = self
+            .worker
+            .start(thread, input, context, StartMode::Reject, &Events::none())
+            .await
+            .map_err(busy)?;
+        turn(ran)
+    }
+
+    /// Continues the run waiting at `interrupt` with the user's `answer`.
+    pub(crate) async fn answer(&self, run: Uuid, interrupt: &str, answer: Value) -> Result<Turn, TurnError> {
+        let answers = BTreeMap::from([(interrupt.to_owned(), answer)]);
+        let ran = self
+            .worker
+            .resume(run, answers, &Events::none())
+            .await
+            .map_err(busy)?;
+        turn(ran)
+    }
+}
+
+fn busy(err: WorkerError) -> TurnError {
+    match err {
+        WorkerError::Store(StoreError::Conflict { .. }) => TurnError::Busy,
+        err => TurnError::Engine(err),
+    }
+}
+
+fn turn(ran: Ran) -> Result<Turn, TurnError> {
+    let Ran::Ran { run, outcome } = ran else {
+        return Err(TurnError::Busy);
+    };
+    match outcome.status {
+        RunStatus::Succeeded => Ok(Turn::Done(outcome.output)),
+        RunStatus::Interrupted => {
+            let Some(interrupt) = outcome.interrupts.into_iter().next() else {
+                return Err(TurnError::Failed("the run paused without a question".to_owned()));
+            };
+            Ok(Turn::Asking {
+                run,
+                interrupt: interrupt.id,
+                payload: interrupt.payload,
+            })
+        }
+        status => Err(TurnError::Failed(
+            outcome.error.unwrap_or_else(|| format!("the run is {status:?}")),
+        )),
     }
 }
 

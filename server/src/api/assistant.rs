@@ -143,7 +143,10 @@ impl AssistantApi {
         if let Some(thread) = thread {
             return Ok((id, thread));
         }
-        let created = assistant.new_thread(user, id).await.map_err(turn_error)?;
+        let created = assistant
+            .new_thread("assistant", user, id)
+            .await
+            .map_err(turn_error)?;
         // Two first messages at once: the one that set it first wins, the other thread stays unused.
         let thread: Uuid = sqlx::query_scalar(
             "UPDATE conversations SET thread_id = coalesce(thread_id, $3) WHERE user_id = $1 AND id = $2
@@ -159,7 +162,7 @@ impl AssistantApi {
 }
 
 /// The conversation's last messages, oldest first, as the graph takes them.
-async fn history(
+pub(super) async fn history(
     conn: &mut sqlx::PgConnection,
     user: i64,
     conversation: i64,
@@ -181,7 +184,7 @@ async fn history(
         .collect())
 }
 
-fn turn_error(err: TurnError) -> ApiError {
+pub(super) fn turn_error(err: TurnError) -> ApiError {
     match err {
         TurnError::TooMany => ApiError::TooManyRequests { retry_after: 60 },
         TurnError::Busy => ApiError::Conflict {

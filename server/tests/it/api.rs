@@ -5,6 +5,7 @@ mod assistant;
 mod conventions;
 mod isolation;
 mod ledger;
+mod makers;
 mod routes;
 
 use poem::endpoint::BoxEndpoint;

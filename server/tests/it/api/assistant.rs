@@ -14,7 +14,7 @@ use sqlx::postgres::PgPoolOptions;
 use super::{Api, User, today};
 
 /// The API with the assistant answering from `script` (replies by node path).
-async fn api_with_assistant(pool: &PgPool, script: &str) -> Api {
+pub(super) async fn api_with_assistant(pool: &PgPool, script: &str) -> Api {
     let role = PgPoolOptions::new()
         .max_connections(2)
         .connect_with(pool.connect_options().as_ref().clone().username(ROLE))
@@ -61,7 +61,7 @@ async fn groceries(api: &Api, user: &User, amounts: &[&str]) {
     }
 }
 
-async fn messages(api: &Api, user: &User, conversation: &Value) -> Vec<Value> {
+pub(super) async fn messages(api: &Api, user: &User, conversation: &Value) -> Vec<Value> {
     let path = format!("/api/database/conversations/{conversation}/messages");
     let reply = api.get(&path, user).await;
     assert_eq!(reply.status, 200, "{:?}", reply.json);

@@ -1,0 +1,265 @@
+//! The makers: `POST /api/personal_assistant/goals/assist` puts a goal together over several
+//! messages of a conversation (the `goal_maker` graph on a thread of its own), asks the user
+//! to confirm when it is complete, and saves it only on yes.
+//!
+//! A confirmation is answered with `confirm: true|false`, or with a plain yes or no in
+//! `user_request`; anything else sets the pending goal aside and is read as a change to it.
+
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::assistant::{history, turn_error};
+use super::auth::Auth;
+use super::conversations::{self, ContentType, Sender};
+use super::input::Input;
+use super::{ApiError, Ctx, Tag};
+use crate::assistant::{Assistant, Turn};
+
+const GOAL_MAKER: &str = "goal_maker";
+const MAX_REQUEST: usize = 4_000;
+const RETRY_AFTER: u64 = 30;
+
+pub(crate) struct MakersApi(pub(crate) Ctx);
+
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AssistRequest {
+    /// What the user says.
+    user_request: String,
+    /// The conversation to continue; a new one is started without it.
+    conversation_id: Option<i64>,
+    /// Accepted for the reference's clients; must be the caller's own id.
+    user_id: Option<i64>,
+    /// The answer to a pending confirmation, when the client asks it with buttons.
+    confirm: Option<bool>,
+}
+
+#[derive(Debug, Object)]
+pub(crate) struct GoalAssist {
+    conversation_id: i64,
+    /// What the assistant says: a question, the confirmation to answer, or what was saved.
+    message: String,
+    /// `create` or `update`.
+    action: Option<String>,
+    goal_name: Option<String>,
+    /// The saved goal's id, once saved.
+    goal_id: Option<i64>,
+    /// Decimal string.
+    target: Option<String>,
+    goal_description: Option<String>,
+    due_date: Option<String>,
+    plan: Option<String>,
+    /// True once the goal is saved.
+    is_done: bool,
+    /// The yes-or-no question waiting for an answer, when the goal is ready to save.
+    confirmation: Option<String>,
+    /// The goal as saved.
+    goal: Option<Value>,
+}
+
+#[OpenApi(tag = "Tag::Assistant")]
+impl MakersApi {
+    /// Helps the user put a saving goal together; saves it once they confirm.
+    #[oai(path = "/personal_assistant/goals/assist", method = "post")]
+    async fn goals(&self, auth: Auth, body: Input<AssistRequest>) -> Result<Json<GoalAssist>, ApiError> {
+        let user = auth.0.user_id;
+        let request = body.value;
+        auth.0.check(request.user_id, "user")?;
+        let said = request.user_request.trim();
+        if said.is_empty() && request.confirm.is_none() {
+            return Err(ApiError::invalid("user_request", "must not be empty"));
+        }
+        if said.chars().count() > MAX_REQUEST {
+            return Err(ApiError::invalid(
+                "user_request",
+                format!("must be at most {MAX_REQUEST} characters"),
+            ));
+        }
+        let Some(assistant) = &self.0.assistant else {
+            return Err(ApiError::AssistantUnavailable {
+                retry_after: RETRY_AFTER,
+            });
+        };
+        assistant.admit(user).map_err(turn_error)?;
+        let conversation = self.conversation(user, request.conversation_id).await?;
+        let (thread, pending) = self.thread(assistant, user, conversation).await?;
+        let mut conn = self.0.db.acquire().await?;
+        if !said.is_empty() {
+            let (sender, content) = ((Sender::User, "User"), said);
+            conversations::add(
+                &mut conn,
+                user,
+                conversation,
+                sender,
+                content,
+                ContentType::Text,
+                None,
+                None,
+            )
+            .await?;
+        }
+        let history = history(&mut conn, user, conversation).await?;
+        drop(conn);
+        let turn = match pending {
+            Some((run, interrupt)) => match request.confirm.or_else(|| yes_or_no(said)) {
+                Some(confirmed) => {
+                    assistant
+                        .answer(run, &interrupt, json!({ "confirmed": confirmed }))
+                        .await
+                }
+                None => {
+                    // Neither yes nor no: the pending goal is set aside, the message read as a change.
+                    assistant
+                        .answer(run, &interrupt, json!({ "confirmed": false }))
+                        .await
+                        .map_err(turn_error)?;
+                    assistant.run(user, thread, history).await
+                }
+            },
+            None => assistant.run(user, thread, history).await,
+        }
+        .map_err(turn_error)?;
+        let pending = match &turn {
+            Turn::Asking { run, interrupt, .. } => Some((*run, interrupt.clone())),
+            Turn::Done(_) => None,
+        };
+        sqlx::query(
+            "UPDATE conversation_threads SET pending_run = $3, pending_interrupt = $4
+             WHERE conversation_id = $1 AND graph = $2",
+        )
+        .bind(conversation)
+        .bind(GOAL_MAKER)
+        .bind(pending.as_ref().map(|(run, _)| *run))
+        .bind(pending.as_ref().map(|(_, interrupt)| interrupt.as_str()))
+        .execute(&self.0.db)
+        .await?;
+        let reply = goal_assist(conversation, turn);
+        let data = json!({ "goal": reply.goal, "confirmation": reply.confirmation });
+        let mut conn = self.0.db.acquire().await?;
+        let sender = (Sender::Assistant, "GoalMaker");
+        conversations::add(
+            &mut conn,
+            user,
+            conversation,
+            sender,
+            &reply.message,
+            ContentType::Text,
+            Some(data),
+            None,
+        )
+        .await?;
+        Ok(Json(reply))
+    }
+}
+
+impl MakersApi {
+    /// The caller's conversation `id`, or a new one.
+    async fn conversation(&self, user: i64, id: Option<i64>) -> Result<i64, ApiError> {
+        let found: Option<i64> = match id {
+            Some(id) => {
+                sqlx::query_scalar("SELECT id FROM conversations WHERE user_id = $1 AND id = $2")
+                    .bind(user)
+                    .bind(id)
+                    .fetch_optional(&self.0.db)
+                    .await?
+            }
+            None => Some(
+                sqlx::query_scalar("INSERT INTO conversations (user_id) VALUES ($1) RETURNING id")
+                    .bind(user)
+                    .fetch_one(&self.0.db)
+                    .await?,
+            ),
+        };
+        found.ok_or(ApiError::NotFound { what: "conversation" })
+    }
+
+    /// The goal maker's thread of the conversation (made on first use) and the run of it
+    /// waiting for a confirmation, if any.
+    async fn thread(
+        &self,
+        assistant: &Assistant,
+        user: i64,
+        conversation: i64,
+    ) -> Result<(Uuid, Option<(Uuid, String)>), ApiError> {
+        let row: Option<(Uuid, Option<Uuid>, Option<String>)> = sqlx::query_as(
+            "SELECT thread_id, pending_run, pending_interrupt FROM conversation_threads
+             WHERE conversation_id = $1 AND graph = $2",
+        )
+        .bind(conversation)
+        .bind(GOAL_MAKER)
+        .fetch_optional(&self.0.db)
+        .await?;
+        if let Some((thread, run, interrupt)) = row {
+            return Ok((thread, run.zip(interrupt)));
+        }
+        let created = assistant
+            .new_thread(GOAL_MAKER, user, conversation)
+            .await
+            .map_err(turn_error)?;
+        // Two first messages at once: the first row wins, the other thread stays unused.
+        let thread: Uuid = sqlx::query_scalar(
+            "INSERT INTO conversation_threads (user_id, conversation_id, graph, thread_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (conversation_id, graph) DO UPDATE SET graph = EXCLUDED.graph
+             RETURNING thread_id",
+        )
+        .bind(user)
+        .bind(conversation)
+        .bind(GOAL_MAKER)
+        .bind(created)
+        .fetch_one(&self.0.db)
+        .await?;
+        Ok((thread, None))
+    }
+}
+
+/// A plain yes or no, in a few languages; `None` for anything else.
+fn yes_or_no(said: &str) -> Option<bool> {
+    let word = said
+        .trim_matches(|c: char| c.is_ascii_punctuation() || c.is_whitespace() || c == '¡' || c == '¿')
+        .to_lowercase();
+    match word.as_str() {
+        "yes" | "y" | "yeah" | "yep" | "sure" | "ok" | "okay" | "confirm" | "go ahead" | "do it" | "sí"
+        | "si" | "oui" | "ja" | "sim" => Some(true),
+        "no" | "n" | "nope" | "cancel" | "stop" | "don't" | "non" | "nein" | "não" | "nao" => Some(false),
+        _ => None,
+    }
+}
+
+/// The reference's reply shape, from how the turn ended.
+fn goal_assist(conversation: i64, turn: Turn) -> GoalAssist {
+    let (message, draft, saved, confirmation) = match turn {
+        Turn::Done(output) => (
+            text(output.get("reply")).unwrap_or_default(),
+            output.get("goal").cloned().unwrap_or(Value::Null),
+            output.get("saved").cloned().filter(|saved| saved["ok"] == true),
+            None,
+        ),
+        Turn::Asking { payload, .. } => {
+            let question = text(payload.get("question")).unwrap_or_default();
+            (question.clone(), payload["goal"].clone(), None, Some(question))
+        }
+    };
+    let goal = saved.as_ref().map(|saved| saved["goal"].clone());
+    let fields = goal.clone().unwrap_or(draft);
+    GoalAssist {
+        conversation_id: conversation,
+        message,
+        action: text(saved.as_ref().map(|saved| &saved["action"])).or_else(|| text(fields.get("action"))),
+        goal_name: text(fields.get("goal_name")).or_else(|| text(fields.get("name"))),
+        goal_id: fields.get("goal_id").and_then(Value::as_i64),
+        target: text(fields.get("target")),
+        goal_description: text(fields.get("description")),
+        due_date: text(fields.get("due_date")),
+        plan: text(fields.get("plan")),
+        is_done: saved.is_some(),
+        confirmation,
+        goal,
+    }
+}
+
+fn text(value: Option<&Value>) -> Option<String> {
+    value.and_then(Value::as_str).map(str::to_owned)
+}
