@@ -15,7 +15,6 @@ pub mod catalog;
 pub mod check;
 pub mod envelope;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -171,7 +170,7 @@ pub struct Sandbox {
     app: PgPool,
     config: SandboxConfig,
     catalog: Catalog,
-    relations: BTreeSet<String>,
+    names: check::Names,
 }
 
 impl Sandbox {
@@ -179,13 +178,21 @@ impl Sandbox {
     /// the application. Reads the catalog of the views the role can see.
     pub async fn connect(pool: PgPool, app: PgPool, config: SandboxConfig) -> Result<Sandbox, sqlx::Error> {
         let catalog = Catalog::load(&pool, &config.schema).await?;
-        let relations = catalog.views.iter().map(|view| view.name.clone()).collect();
+        let names = check::Names {
+            relations: catalog.views.iter().map(|view| view.name.clone()).collect(),
+            columns: catalog
+                .views
+                .iter()
+                .flat_map(|view| &view.columns)
+                .map(|column| column.name.clone())
+                .collect(),
+        };
         Ok(Sandbox {
             pool,
             app,
             config,
             catalog,
-            relations,
+            names,
         })
     }
 
@@ -208,7 +215,7 @@ impl Sandbox {
     ) -> Result<Outcome, SandboxError> {
         self.check_rate(user).await?;
         let started = Instant::now();
-        let outcome = match check::check(sql, &self.relations, self.config.max_rows) {
+        let outcome = match check::check(sql, &self.names, self.config.max_rows) {
             Err(rejection) => Outcome::refused(Verdict::Rejected, None, rejection.0),
             Ok(checked) => self.run(user, &checked).await?,
         };

@@ -9,12 +9,15 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, DataType, Expr, Function, Ident, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr,
-    Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
+    AccessExpr, BinaryOperator, DataType, Expr, Function, Ident, LimitClause, ObjectName, ObjectNamePart,
+    Query, SetExpr, Statement, TableFactor, Value, ValueWithSpan, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
+
+mod fence;
+mod names;
 
 /// Longest SQL text taken, in bytes.
 pub const MAX_SQL_BYTES: usize = 8 * 1024;
@@ -24,6 +27,22 @@ const MAX_DEPTH: usize = 50;
 pub const MAX_RELATIONS: usize = 12;
 /// Expressions in one query.
 const MAX_EXPRESSIONS: usize = 2_000;
+/// Queries nested in one another (subqueries, CTEs), the outer one included.
+const MAX_NESTING: usize = 6;
+/// Digits of a number written in the query: numeric arithmetic on a number of thousands of
+/// digits is one long call that `statement_timeout` does not stop.
+const MAX_DIGITS: usize = 18;
+/// The largest length or precision a cast may give a type (`varchar(1000)`).
+const MAX_TYPE_SIZE: u64 = 1_000;
+/// Names PostgreSQL reads as function calls though they look like columns.
+const SESSION_NAMES: &[&str] = &[
+    "current_role",
+    "current_user",
+    "session_user",
+    "user",
+    "current_schema",
+    "current_catalog",
+];
 
 /// Functions a query may call: aggregates, window functions, date and time, math, text and
 /// conditionals. Nothing that runs SQL from text, sleeps, locks, signals, touches files or
@@ -188,9 +207,16 @@ fn reject<T>(message: impl Into<String>) -> Result<T, Rejection> {
     Err(Rejection(message.into()))
 }
 
-/// Checks `sql` against the allowlist, with `relations` the only names it may read, and
-/// returns what to run: at most `row_limit` rows.
-pub fn check(sql: &str, relations: &BTreeSet<String>, row_limit: u64) -> Result<CheckedSql, Rejection> {
+/// What a query may name: the views, and their columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub relations: BTreeSet<String>,
+    pub columns: BTreeSet<String>,
+}
+
+/// Checks `sql` against the allowlist, with `names` the only views (and columns) it may read,
+/// and returns what to run: at most `row_limit` rows.
+pub fn check(sql: &str, names: &Names, row_limit: u64) -> Result<CheckedSql, Rejection> {
     if sql.trim().is_empty() {
         return reject("the query is empty");
     }
@@ -220,15 +246,19 @@ pub fn check(sql: &str, relations: &BTreeSet<String>, row_limit: u64) -> Result<
             .to_uppercase();
         return reject(format!("only SELECT queries are allowed, found {keyword}"));
     };
+    let columns = names::known_columns(query, &names.columns);
     let mut checker = Checker {
-        relations,
+        relations: &names.relations,
+        columns: &columns,
         ctes: Vec::new(),
+        depth: 0,
         table_factors: 0,
         expressions: 0,
     };
     if let ControlFlow::Break(rejection) = query.visit(&mut checker) {
         return Err(rejection);
     }
+    fence::fence(query);
     limit_rows(query, row_limit)?;
     let canonical = statement.to_string();
     // PostgreSQL starts a comment at `--` or `/*` wherever it finds one; what runs must hold
@@ -296,6 +326,10 @@ fn limit_rows(query: &mut Query, row_limit: u64) -> Result<(), Rejection> {
 /// and value, wherever it sits.
 struct Checker<'a> {
     relations: &'a BTreeSet<String>,
+    /// The column names a name after a dot may be.
+    columns: &'a BTreeSet<String>,
+    /// How deep the query being walked is nested.
+    depth: usize,
     /// The CTE names in scope: those of the queries being walked, innermost last.
     ctes: Vec<Vec<String>>,
     table_factors: usize,
@@ -316,6 +350,7 @@ impl Visitor for Checker<'_> {
 
     fn post_visit_query(&mut self, _: &Query) -> ControlFlow<Rejection> {
         self.ctes.pop();
+        self.depth -= 1;
         ControlFlow::Continue(())
     }
 
@@ -338,7 +373,7 @@ impl Visitor for Checker<'_> {
         if self.expressions > MAX_EXPRESSIONS {
             return stop("the query is too large; split the question");
         }
-        into_flow(expression(expr))
+        into_flow(expression(expr).and_then(|()| self.dotted(expr)))
     }
 
     fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<Rejection> {
@@ -346,6 +381,12 @@ impl Visitor for Checker<'_> {
             Value::Placeholder(name) => stop(format!(
                 "parameters such as `{name}` are not allowed; write the values in the query"
             )),
+            Value::Number(number, _) => into_flow(small_number(number)),
+            Value::SingleQuotedString(text) | Value::EscapedStringLiteral(text)
+                if looks_like_number(text) =>
+            {
+                into_flow(small_number(text))
+            }
             _ => ControlFlow::Continue(()),
         }
     }
@@ -354,6 +395,12 @@ impl Visitor for Checker<'_> {
 impl Checker<'_> {
     fn query(&mut self, query: &Query) -> Result<(), Rejection> {
         self.ctes.push(Vec::new());
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return reject(format!(
+                "subqueries are nested more than {MAX_NESTING} deep; write the query flatter"
+            ));
+        }
         if let Some(with) = &query.with {
             if with.recursive {
                 return reject("WITH RECURSIVE is not allowed");
@@ -401,6 +448,42 @@ impl Checker<'_> {
             "relation `{name}` is not available; the views are {}",
             crate::yaml::backticked(&views)
         ))
+    }
+}
+
+impl Checker<'_> {
+    /// A name after a dot must be a column: PostgreSQL reads `x.f` (and `(x).f`) as the call
+    /// `f(x)`, or a cast to type `f`, when `x` has no column `f`.
+    fn dotted(&self, expr: &Expr) -> Result<(), Rejection> {
+        match expr {
+            Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+                [_, column] if self.columns.contains(&normalized(column)) => Ok(()),
+                [table, column] => reject(format!(
+                    "`{table}.{column}`: `{column}` is not a column of the views or of the query"
+                )),
+                _ => reject(format!(
+                    "names such as `{}` are not allowed; write `table.column`",
+                    parts
+                        .iter()
+                        .map(|part| part.to_string())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                )),
+            },
+            Expr::CompoundFieldAccess { access_chain, .. }
+                if access_chain
+                    .iter()
+                    .any(|access| matches!(access, AccessExpr::Dot(_))) =>
+            {
+                reject("field access such as `(x).name` is not allowed")
+            }
+            Expr::Identifier(ident)
+                if ident.quote_style.is_none() && SESSION_NAMES.contains(&normalized(ident).as_str()) =>
+            {
+                reject(format!("`{}` is not allowed", normalized(ident)))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -453,11 +536,26 @@ fn expression(expr: &Expr) -> Result<(), Rejection> {
     match expr {
         Expr::Function(function) => allowed_function(function),
         Expr::BinaryOp {
-            op: op @ (BinaryOperator::Custom(_) | BinaryOperator::PGCustomBinaryOperator(_)),
+            op:
+                op @ (BinaryOperator::Custom(_)
+                | BinaryOperator::PGCustomBinaryOperator(_)
+                | BinaryOperator::PGExp),
             ..
         } => reject(format!("operator `{op}` is not allowed")),
-        Expr::Cast { data_type, .. } => allowed_type(data_type),
-        Expr::TypedString(typed) => allowed_type(&typed.data_type),
+        Expr::Cast { data_type, expr, .. } => {
+            allowed_type(data_type)?;
+            if is_number_type(data_type) {
+                number_operand(expr)?;
+            }
+            Ok(())
+        }
+        Expr::TypedString(typed) => {
+            allowed_type(&typed.data_type)?;
+            match &typed.value.value {
+                Value::SingleQuotedString(text) if is_number_type(&typed.data_type) => small_number(text),
+                _ => Ok(()),
+            }
+        }
         _ => Ok(()),
     }
 }
@@ -479,14 +577,95 @@ fn allowed_function(function: &Function) -> Result<(), Rejection> {
 fn allowed_type(data_type: &DataType) -> Result<(), Rejection> {
     let name = data_type.to_string().to_lowercase();
     let base = name.split('(').next().unwrap_or_default().trim();
-    if TYPES.contains(&base) {
-        return Ok(());
+    if !TYPES.contains(&base) {
+        return reject(format!("type `{name}` is not allowed"));
     }
-    reject(format!("type `{name}` is not allowed"))
+    let sizes = name
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|digits| digits.parse::<u64>().ok());
+    match sizes.max() {
+        Some(size) if size > MAX_TYPE_SIZE => reject(format!("type `{name}` is too large")),
+        _ => Ok(()),
+    }
+}
+
+fn is_number_type(data_type: &DataType) -> bool {
+    let name = data_type.to_string().to_lowercase();
+    ![
+        "text",
+        "varchar",
+        "char",
+        "character",
+        "date",
+        "time",
+        "interval",
+        "bool",
+    ]
+    .iter()
+    .any(|other| name.starts_with(other))
+}
+
+/// What is cast to a number: a text written in the query must be a small number, and a text
+/// built in the query (`'1e655' || '00'`) cannot be checked, so it is refused.
+fn number_operand(expr: &Expr) -> Result<(), Rejection> {
+    match expr {
+        Expr::Nested(inner) => number_operand(inner),
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(text),
+            ..
+        }) => small_number(text),
+        other => {
+            let mut texts = Texts(false);
+            let _ = other.visit(&mut texts);
+            match texts.0 {
+                true => reject("a number may not be made from texts written in the query"),
+                false => Ok(()),
+            }
+        }
+    }
+}
+
+/// Whether an expression holds a text literal.
+struct Texts(bool);
+
+impl Visitor for Texts {
+    type Break = ();
+
+    fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<()> {
+        if matches!(
+            value.value,
+            Value::SingleQuotedString(_) | Value::EscapedStringLiteral(_)
+        ) {
+            self.0 = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// A text that reads as a number: PostgreSQL turns it into one wherever a number is wanted.
+fn looks_like_number(text: &str) -> bool {
+    let text = text.trim();
+    !text.is_empty()
+        && text.chars().any(|c| c.is_ascii_digit())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-' | '_'))
+}
+
+/// A number written in the query: at most [`MAX_DIGITS`] digits, no exponent.
+fn small_number(text: &str) -> Result<(), Rejection> {
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    if digits > MAX_DIGITS || text.contains(['e', 'E']) {
+        return reject(format!(
+            "numbers may have at most {MAX_DIGITS} digits and no exponent, not `{text}`"
+        ));
+    }
+    Ok(())
 }
 
 /// An identifier as PostgreSQL resolves it: unquoted ones fold ASCII letters to lower case.
-fn normalized(ident: &Ident) -> String {
+pub(super) fn normalized(ident: &Ident) -> String {
     match ident.quote_style {
         None => ident.value.to_ascii_lowercase(),
         Some(_) => ident.value.clone(),
@@ -515,8 +694,11 @@ fn stop(message: impl Into<String>) -> ControlFlow<Rejection> {
 mod tests {
     use super::*;
 
-    fn views() -> BTreeSet<String> {
-        ["transactions", "budgets"].map(str::to_owned).into()
+    fn views() -> Names {
+        Names {
+            relations: ["transactions", "budgets"].map(str::to_owned).into(),
+            columns: ["amount", "category", "name"].map(str::to_owned).into(),
+        }
     }
 
     #[test]
@@ -540,7 +722,11 @@ mod tests {
             ),
             (
                 "WITH m AS (SELECT name FROM budgets) SELECT * FROM m ORDER BY name",
-                "WITH m AS (SELECT name FROM budgets) SELECT * FROM m ORDER BY name LIMIT 11",
+                "WITH m AS MATERIALIZED (SELECT name FROM budgets OFFSET 0) SELECT * FROM m ORDER BY name LIMIT 11",
+            ),
+            (
+                "SELECT s.total FROM (SELECT sum(amount) AS total FROM transactions) s",
+                "SELECT s.total FROM (SELECT sum(amount) AS total FROM transactions OFFSET 0) s LIMIT 11",
             ),
             (
                 "SELECT \"TRANSACTIONS\".amount FROM Transactions",

@@ -1,7 +1,8 @@
 //! The transaction a sandboxed query runs in: read-only, with the user, the timeouts and the
 //! memory for sorts set for it alone; the query wrapped as a subquery, so that PostgreSQL
 //! accepts nothing else, in one prepared statement (the extended protocol carries exactly
-//! one); rows and bytes capped while they stream; always rolled back.
+//! one); rows and bytes capped while they stream; always rolled back, and the session
+//! discarded after.
 
 use std::time::Duration;
 
@@ -27,8 +28,14 @@ pub(super) async fn run(
     // does not answer at all.
     let deadline = config.statement_timeout + Duration::from_secs(2);
     match tokio::time::timeout(deadline, in_transaction(&mut conn, config, user, sql, wrap)).await {
-        Ok(Ok(outcome)) => Ok(outcome),
-        Ok(Err(sqlx::Error::Database(err))) => Ok(failed(sql, config, err.code().as_deref(), err.message())),
+        Ok(Ok(outcome)) => {
+            forget_session(&mut conn).await;
+            Ok(outcome)
+        }
+        Ok(Err(sqlx::Error::Database(err))) => {
+            forget_session(&mut conn).await;
+            Ok(failed(sql, config, err.code().as_deref(), err.message()))
+        }
         Ok(Err(err)) => {
             // Not the database's answer: the connection's state is unknown, so it goes.
             drop(conn.detach());
@@ -58,6 +65,15 @@ pub(super) async fn run(
                 "no answer from the database",
             ))
         }
+    }
+}
+
+/// Drops what a statement can leave on a connection past its transaction's rollback (a
+/// prepared statement, a `LISTEN`, a session setting), so that the next user's query starts
+/// clean; a connection that cannot be cleaned is closed.
+async fn forget_session(conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>) {
+    if sqlx::raw_sql("DISCARD ALL").execute(&mut **conn).await.is_err() {
+        conn.close_on_drop();
     }
 }
 

@@ -484,6 +484,10 @@ async fn the_sandbox_role_has_only_what_it_needs(pool: PgPool) {
         "txid_current",
         "pg_current_xact_id",
         "pg_current_snapshot",
+        "pg_total_relation_size",
+        "txid_status",
+        "setseed",
+        "pg_current_wal_lsn",
     ];
     let checked: Vec<(String, bool)> = sqlx::query_as(
         "SELECT p.oid::regprocedure::text, has_function_privilege('finch_sql', p.oid, 'EXECUTE') \
