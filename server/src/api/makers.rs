@@ -1,6 +1,7 @@
-//! The makers: `POST /api/personal_assistant/goals/assist` puts a goal together over several
-//! messages of a conversation (the `goal_maker` graph on a thread of its own), asks the user
-//! to confirm when it is complete, and saves it only on yes.
+//! The makers: `POST /api/personal_assistant/goals/assist` and `…/budget/assist` put a goal or
+//! a budget together over several messages of a conversation (the `goal_maker` or
+//! `budget_maker` graph, each on a thread of its own), ask the user to confirm when it is
+//! complete, and save it only on yes.
 //!
 //! A confirmation is answered with `confirm: true|false`, or with a plain yes or no in
 //! `user_request`; anything else sets the pending goal aside and is read as a change to it.
@@ -18,7 +19,21 @@ use super::input::Input;
 use super::{ApiError, Ctx, Tag};
 use crate::assistant::{Assistant, Turn};
 
-const GOAL_MAKER: &str = "goal_maker";
+/// A maker graph, and the agent its messages are stored as.
+#[derive(Debug)]
+struct Maker {
+    graph: &'static str,
+    agent: &'static str,
+}
+
+const GOAL_MAKER: Maker = Maker {
+    graph: "goal_maker",
+    agent: "GoalMaker",
+};
+const BUDGET_MAKER: Maker = Maker {
+    graph: "budget_maker",
+    agent: "BudgetMaker",
+};
 const MAX_REQUEST: usize = 4_000;
 const RETRY_AFTER: u64 = 30;
 
@@ -60,13 +75,65 @@ pub(crate) struct GoalAssist {
     goal: Option<Value>,
 }
 
+#[derive(Debug, Object)]
+pub(crate) struct BudgetAssist {
+    conversation_id: i64,
+    /// What the assistant says: a question, the confirmation to answer, or what was saved.
+    message: String,
+    /// `create` or `update`.
+    action: Option<String>,
+    budget_name: Option<String>,
+    /// The saved budget's id, once saved.
+    budget_id: Option<i64>,
+    /// The monthly limit, a decimal string.
+    total_limit: Option<String>,
+    description: Option<String>,
+    priority_level_int: Option<i64>,
+    /// True once the budget is saved.
+    is_done: bool,
+    /// The yes-or-no question waiting for an answer, when the budget is ready to save.
+    confirmation: Option<String>,
+    /// The budget as saved.
+    budget: Option<Value>,
+}
+
 #[OpenApi(tag = "Tag::Assistant")]
 impl MakersApi {
     /// Helps the user put a saving goal together; saves it once they confirm.
     #[oai(path = "/personal_assistant/goals/assist", method = "post")]
     async fn goals(&self, auth: Auth, body: Input<AssistRequest>) -> Result<Json<GoalAssist>, ApiError> {
         let user = auth.0.user_id;
-        let request = body.value;
+        let (conversation, turn) = self.assist(&auth, body.value, &GOAL_MAKER).await?;
+        let reply = goal_assist(conversation, turn);
+        let data = json!({ "goal": reply.goal, "confirmation": reply.confirmation });
+        self.record(user, conversation, &GOAL_MAKER, &reply.message, data)
+            .await?;
+        Ok(Json(reply))
+    }
+
+    /// Helps the user put a monthly budget together; saves it once they confirm.
+    #[oai(path = "/personal_assistant/budget/assist", method = "post")]
+    async fn budget(&self, auth: Auth, body: Input<AssistRequest>) -> Result<Json<BudgetAssist>, ApiError> {
+        let user = auth.0.user_id;
+        let (conversation, turn) = self.assist(&auth, body.value, &BUDGET_MAKER).await?;
+        let reply = budget_assist(conversation, turn);
+        let data = json!({ "budget": reply.budget, "confirmation": reply.confirmation });
+        self.record(user, conversation, &BUDGET_MAKER, &reply.message, data)
+            .await?;
+        Ok(Json(reply))
+    }
+}
+
+impl MakersApi {
+    /// One turn of `maker`: the user's message stored, the pending confirmation answered (or
+    /// set aside), the graph run, and what it now waits for remembered.
+    async fn assist(
+        &self,
+        auth: &Auth,
+        request: AssistRequest,
+        maker: &Maker,
+    ) -> Result<(i64, Turn), ApiError> {
+        let user = auth.0.user_id;
         auth.0.check(request.user_id, "user")?;
         let said = request.user_request.trim();
         if said.is_empty() && request.confirm.is_none() {
@@ -85,16 +152,16 @@ impl MakersApi {
         };
         assistant.admit(user).map_err(turn_error)?;
         let conversation = self.conversation(user, request.conversation_id).await?;
-        let (thread, pending) = self.thread(assistant, user, conversation).await?;
+        let (thread, pending) = self.thread(assistant, user, conversation, maker).await?;
         let mut conn = self.0.db.acquire().await?;
         if !said.is_empty() {
-            let (sender, content) = ((Sender::User, "User"), said);
+            let sender = (Sender::User, "User");
             conversations::add(
                 &mut conn,
                 user,
                 conversation,
                 sender,
-                content,
+                said,
                 ContentType::Text,
                 None,
                 None,
@@ -111,11 +178,9 @@ impl MakersApi {
                         .await
                 }
                 None => {
-                    // Neither yes nor no: the pending goal is set aside, the message read as a change.
-                    assistant
-                        .answer(run, &interrupt, json!({ "confirmed": false }))
-                        .await
-                        .map_err(turn_error)?;
+                    // Neither yes nor no: the pending one is set aside, the message read as a change.
+                    let no = json!({ "confirmed": false });
+                    assistant.answer(run, &interrupt, no).await.map_err(turn_error)?;
                     assistant.run(user, thread, history).await
                 }
             },
@@ -131,31 +196,39 @@ impl MakersApi {
              WHERE conversation_id = $1 AND graph = $2",
         )
         .bind(conversation)
-        .bind(GOAL_MAKER)
+        .bind(maker.graph)
         .bind(pending.as_ref().map(|(run, _)| *run))
         .bind(pending.as_ref().map(|(_, interrupt)| interrupt.as_str()))
         .execute(&self.0.db)
         .await?;
-        let reply = goal_assist(conversation, turn);
-        let data = json!({ "goal": reply.goal, "confirmation": reply.confirmation });
+        Ok((conversation, turn))
+    }
+
+    /// Stores the maker's answer in the conversation.
+    async fn record(
+        &self,
+        user: i64,
+        conversation: i64,
+        maker: &Maker,
+        message: &str,
+        data: Value,
+    ) -> Result<(), ApiError> {
         let mut conn = self.0.db.acquire().await?;
-        let sender = (Sender::Assistant, "GoalMaker");
+        let sender = (Sender::Assistant, maker.agent);
         conversations::add(
             &mut conn,
             user,
             conversation,
             sender,
-            &reply.message,
+            message,
             ContentType::Text,
             Some(data),
             None,
         )
         .await?;
-        Ok(Json(reply))
+        Ok(())
     }
-}
 
-impl MakersApi {
     /// The caller's conversation `id`, or a new one.
     async fn conversation(&self, user: i64, id: Option<i64>) -> Result<i64, ApiError> {
         let found: Option<i64> = match id {
@@ -176,27 +249,28 @@ impl MakersApi {
         found.ok_or(ApiError::NotFound { what: "conversation" })
     }
 
-    /// The goal maker's thread of the conversation (made on first use) and the run of it
+    /// The maker's thread of the conversation (made on first use) and the run of it
     /// waiting for a confirmation, if any.
     async fn thread(
         &self,
         assistant: &Assistant,
         user: i64,
         conversation: i64,
+        maker: &Maker,
     ) -> Result<(Uuid, Option<(Uuid, String)>), ApiError> {
         let row: Option<(Uuid, Option<Uuid>, Option<String>)> = sqlx::query_as(
             "SELECT thread_id, pending_run, pending_interrupt FROM conversation_threads
              WHERE conversation_id = $1 AND graph = $2",
         )
         .bind(conversation)
-        .bind(GOAL_MAKER)
+        .bind(maker.graph)
         .fetch_optional(&self.0.db)
         .await?;
         if let Some((thread, run, interrupt)) = row {
             return Ok((thread, run.zip(interrupt)));
         }
         let created = assistant
-            .new_thread(GOAL_MAKER, user, conversation)
+            .new_thread(maker.graph, user, conversation)
             .await
             .map_err(turn_error)?;
         // Two first messages at once: the first row wins, the other thread stays unused.
@@ -207,7 +281,7 @@ impl MakersApi {
         )
         .bind(user)
         .bind(conversation)
-        .bind(GOAL_MAKER)
+        .bind(maker.graph)
         .bind(created)
         .fetch_one(&self.0.db)
         .await?;
@@ -230,18 +304,7 @@ fn yes_or_no(said: &str) -> Option<bool> {
 
 /// The reference's reply shape, from how the turn ended.
 fn goal_assist(conversation: i64, turn: Turn) -> GoalAssist {
-    let (message, draft, saved, confirmation) = match turn {
-        Turn::Done(output) => (
-            text(output.get("reply")).unwrap_or_default(),
-            output.get("goal").cloned().unwrap_or(Value::Null),
-            output.get("saved").cloned().filter(|saved| saved["ok"] == true),
-            None,
-        ),
-        Turn::Asking { payload, .. } => {
-            let question = text(payload.get("question")).unwrap_or_default();
-            (question.clone(), payload["goal"].clone(), None, Some(question))
-        }
-    };
+    let (message, draft, saved, confirmation) = outcome(turn, "goal");
     let goal = saved.as_ref().map(|saved| saved["goal"].clone());
     let fields = goal.clone().unwrap_or(draft);
     GoalAssist {
@@ -257,6 +320,46 @@ fn goal_assist(conversation: i64, turn: Turn) -> GoalAssist {
         is_done: saved.is_some(),
         confirmation,
         goal,
+    }
+}
+
+/// The reference's reply shape for a budget, from how the turn ended.
+fn budget_assist(conversation: i64, turn: Turn) -> BudgetAssist {
+    let (message, draft, saved, confirmation) = outcome(turn, "budget");
+    let budget = saved.as_ref().map(|saved| saved["budget"].clone());
+    let fields = budget.clone().unwrap_or(draft);
+    BudgetAssist {
+        conversation_id: conversation,
+        message,
+        action: text(saved.as_ref().map(|saved| &saved["action"])).or_else(|| text(fields.get("action"))),
+        budget_name: text(fields.get("budget_name")).or_else(|| text(fields.get("name"))),
+        budget_id: fields.get("budget_id").and_then(Value::as_i64),
+        total_limit: text(fields.get("total_limit")).or_else(|| text(fields.get("monthly_limit"))),
+        description: text(fields.get("description")),
+        priority_level_int: fields
+            .get("priority_level_int")
+            .or_else(|| fields.get("priority"))
+            .and_then(Value::as_i64),
+        is_done: saved.is_some(),
+        confirmation,
+        budget,
+    }
+}
+
+/// What a maker's turn said, the draft it holds (`key` in its output), what it saved, and
+/// the question it waits on.
+fn outcome(turn: Turn, key: &str) -> (String, Value, Option<Value>, Option<String>) {
+    match turn {
+        Turn::Done(output) => (
+            text(output.get("reply")).unwrap_or_default(),
+            output.get(key).cloned().unwrap_or(Value::Null),
+            output.get("saved").cloned().filter(|saved| saved["ok"] == true),
+            None,
+        ),
+        Turn::Asking { payload, .. } => {
+            let question = text(payload.get("question")).unwrap_or_default();
+            (question.clone(), payload[key].clone(), None, Some(question))
+        }
     }
 }
 

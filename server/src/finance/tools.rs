@@ -20,12 +20,12 @@ use super::audit;
 
 /// Every finance tool, for an engine.
 pub fn all() -> Vec<Arc<dyn HostTool>> {
-    vec![Arc::new(SaveGoal)]
+    vec![Arc::new(SaveGoal), Arc::new(SaveBudget)]
 }
 
 /// What graphs are checked with.
 pub fn specs() -> Vec<&'static ToolSpec> {
-    vec![&SAVE_GOAL]
+    vec![&SAVE_GOAL, &SAVE_BUDGET]
 }
 
 static SAVE_GOAL: ToolSpec = ToolSpec {
@@ -42,7 +42,7 @@ static SAVE_GOAL: ToolSpec = ToolSpec {
 #[derive(Debug)]
 struct SaveGoal;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Action {
     Create,
@@ -157,6 +157,144 @@ async fn save_goal(tx: &mut PgConnection, user: i64, args: GoalArgs) -> sqlx::Re
             "description": args.description,
             "plan": args.plan,
             "status": status,
+        },
+    }))
+}
+
+static SAVE_BUDGET: ToolSpec = ToolSpec {
+    name: "save_budget",
+    description: "Creates a monthly budget for the user, or updates the active one named `current_name`; \
+                  `{ ok, budget }` or `{ ok: false, error }`.",
+    required: &["action", "name", "monthly_limit"],
+    optional: &["priority", "description", "current_name"],
+    open: false,
+    echoes_args: false,
+    object_output: true,
+};
+
+#[derive(Debug)]
+struct SaveBudget;
+
+#[derive(Debug, Deserialize)]
+struct BudgetArgs {
+    action: Action,
+    name: String,
+    monthly_limit: Value,
+    priority: Option<i16>,
+    description: Option<String>,
+    current_name: Option<String>,
+}
+
+impl HostTool for SaveBudget {
+    fn spec(&self) -> &'static ToolSpec {
+        &SAVE_BUDGET
+    }
+
+    fn call<'a>(&'a self, call: HostCall<'a>) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(async move {
+            let user = user(call.context)?;
+            let args: BudgetArgs = match serde_json::from_value(Value::Object(call.args)) {
+                Ok(args) => args,
+                Err(err) => return Ok(refused(format!("the budget's details are not usable: {err}"))),
+            };
+            save_budget(call.tx, user, args)
+                .await
+                .map_err(|err| err.to_string())
+        })
+    }
+}
+
+/// Checks first what a constraint would refuse: an error would abort the step's transaction.
+async fn save_budget(tx: &mut PgConnection, user: i64, args: BudgetArgs) -> sqlx::Result<Value> {
+    let name = args.name.trim();
+    if name.is_empty() {
+        return Ok(refused("the budget needs a name"));
+    }
+    let Some(limit) = money(&args.monthly_limit).filter(|limit| *limit >= Decimal::ZERO) else {
+        return Ok(refused(
+            "the monthly limit must be an amount with at most two decimals",
+        ));
+    };
+    if args
+        .priority
+        .is_some_and(|priority| !(1..=10).contains(&priority))
+    {
+        return Ok(refused("the priority goes from 1 to 10"));
+    }
+    let current = args.current_name.as_deref().unwrap_or(name).trim();
+    let existing: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM budgets WHERE user_id = $1 AND active AND lower(name) = lower($2)",
+    )
+    .bind(user)
+    .bind(match args.action {
+        Action::Create => name,
+        Action::Update => current,
+    })
+    .fetch_optional(&mut *tx)
+    .await?;
+    let row: (i64, Decimal, Option<i16>, Option<String>) = match (args.action, existing) {
+        (Action::Create, Some(_)) => return Ok(refused("there is already an active budget of that name")),
+        (Action::Update, None) => return Ok(refused("there is no active budget of that name to update")),
+        (Action::Create, None) => {
+            sqlx::query_as(
+                "INSERT INTO budgets (user_id, name, monthly_limit, priority, description)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id, monthly_limit, priority, description",
+            )
+            .bind(user)
+            .bind(name)
+            .bind(limit)
+            .bind(args.priority)
+            .bind(&args.description)
+            .fetch_one(&mut *tx)
+            .await?
+        }
+        (Action::Update, Some(id)) => {
+            let taken: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM budgets WHERE user_id = $1 AND active AND lower(name) = lower($2)
+                                AND id <> $3)",
+            )
+            .bind(user)
+            .bind(name)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if taken {
+                return Ok(refused("another active budget already has that name"));
+            }
+            sqlx::query_as(
+                "UPDATE budgets SET name = $2, monthly_limit = $3, priority = coalesce($4, priority),
+                        description = coalesce($5, description), updated_at = now()
+                 WHERE id = $1 RETURNING id, monthly_limit, priority, description",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(limit)
+            .bind(args.priority)
+            .bind(&args.description)
+            .fetch_one(&mut *tx)
+            .await?
+        }
+    };
+    let (id, limit, priority, description) = row;
+    let action = if existing.is_some() { "update" } else { "create" };
+    audit::record(
+        &mut *tx,
+        user,
+        action,
+        "budget",
+        Some(id),
+        json!({ "by": "assistant" }),
+    )
+    .await?;
+    Ok(json!({
+        "ok": true,
+        "action": action,
+        "budget": {
+            "budget_id": id,
+            "budget_name": name,
+            "total_limit": format!("{limit:.2}"),
+            "priority_level_int": priority,
+            "description": description,
         },
     }))
 }

@@ -245,3 +245,95 @@ async fn an_injected_goal_name_is_only_a_name_and_other_users_are_not_found(pool
     assert_eq!(api.balance(&ada, ada.regular).await, "250.00");
     assert!(goals(&api, &bob).await.is_empty());
 }
+
+const BUDGETS: &str = "/api/personal_assistant/budget/assist";
+
+const GROCERIES: &str = r#"
+gather:
+  - json:
+      budget: { action: create, name: Travel, monthly_limit: "5000" }
+      complete: true
+      reply: "Travel, 5000 a month."
+  - json:
+      budget: { action: create, name: Groceries, monthly_limit: "400", priority: 8 }
+      complete: true
+      reply: "Groceries, 400 a month, priority 8."
+"#;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_budget_over_the_income_is_explained_and_one_that_fits_is_saved_after_yes(pool: PgPool) {
+    let api = api_with_assistant(&pool, GROCERIES).await;
+    let ada = api.register("ada@example.com").await;
+    salary(&api, &ada).await;
+
+    let first = api
+        .post(
+            BUDGETS,
+            &ada,
+            json!({"user_request": "A travel budget of 5000 a month."}),
+        )
+        .await;
+    assert_eq!(first.status, 200, "{:?}", first.json);
+    assert_eq!(
+        first.json["message"],
+        "A limit of 5000 is more than the 3000.00 of your monthly income that other budgets leave. \
+         What would you like to change?"
+    );
+    assert_eq!(
+        (&first.json["confirmation"], &first.json["is_done"]),
+        (&Value::Null, &json!(false))
+    );
+    let conversation = first.json["conversation_id"].clone();
+
+    let second = api
+        .post(
+            BUDGETS,
+            &ada,
+            json!({"user_request": "Groceries then, 400, priority 8.", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(
+        second.json["confirmation"],
+        r#"Shall I create the budget "Groceries" with 400 a month?"#
+    );
+    assert!(
+        api.get("/api/database/budget", &ada)
+            .await
+            .json
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let third = api
+        .post(
+            BUDGETS,
+            &ada,
+            json!({"user_request": "", "confirm": true, "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(third.status, 200, "{:?}", third.json);
+    assert_eq!(third.json["message"], r#"Saved: "Groceries", 400.00 a month."#);
+    assert_eq!(
+        (
+            &third.json["is_done"],
+            &third.json["total_limit"],
+            &third.json["priority_level_int"]
+        ),
+        (&json!(true), &json!("400.00"), &json!(8))
+    );
+    let saved = api.get("/api/database/budget", &ada).await.json;
+    assert_eq!(
+        (&saved[0]["budget_name"], &saved[0]["total_limit"]),
+        (&json!("Groceries"), &json!("400.00"))
+    );
+    let agents: Vec<Value> = messages(&api, &ada, &conversation)
+        .await
+        .into_iter()
+        .map(|m| m["source_agent"].clone())
+        .collect();
+    assert_eq!(
+        agents,
+        ["User", "BudgetMaker", "User", "BudgetMaker", "BudgetMaker"]
+    );
+}
