@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub const HISTORY: i64 = 20;
 
 /// The graphs the API runs, by name.
-pub const GRAPHS: &[&str] = &["assistant", "goal_maker", "budget_maker"];
+pub const GRAPHS: &[&str] = &["assistant", "goal_maker", "budget_maker", "transaction_maker"];
 
 /// The graphs and the worker that runs them.
 #[derive(Debug)]

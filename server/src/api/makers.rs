@@ -1,7 +1,7 @@
-//! The makers: `POST /api/personal_assistant/goals/assist` and `…/budget/assist` put a goal or
-//! a budget together over several messages of a conversation (the `goal_maker` or
-//! `budget_maker` graph, each on a thread of its own), ask the user to confirm when it is
-//! complete, and save it only on yes.
+//! The makers: `POST /api/personal_assistant/goals/assist`, `…/budget/assist` and
+//! `…/transaction/assist` put a goal, a budget or an expense together over several messages of
+//! a conversation (the `goal_maker`, `budget_maker` or `transaction_maker` graph, each on a
+//! thread of its own), ask the user to confirm when it is complete, and save it only on yes.
 //!
 //! A confirmation is answered with `confirm: true|false`, or with a plain yes or no in
 //! `user_request`; anything else sets the pending goal aside and is read as a change to it.
@@ -33,6 +33,10 @@ const GOAL_MAKER: Maker = Maker {
 const BUDGET_MAKER: Maker = Maker {
     graph: "budget_maker",
     agent: "BudgetMaker",
+};
+const TRANSACTION_MAKER: Maker = Maker {
+    graph: "transaction_maker",
+    agent: "TransactionMaker",
 };
 const MAX_REQUEST: usize = 4_000;
 const RETRY_AFTER: u64 = 30;
@@ -97,6 +101,29 @@ pub(crate) struct BudgetAssist {
     budget: Option<Value>,
 }
 
+#[derive(Debug, Object)]
+pub(crate) struct TransactionAssist {
+    conversation_id: i64,
+    /// What the assistant says: a question, the confirmation to answer, or what was recorded.
+    message: String,
+    /// A decimal string.
+    amount: Option<String>,
+    /// The expense's budget, once recorded.
+    budget_id: Option<i64>,
+    budget_name: Option<String>,
+    /// What was bought, or the merchant.
+    store_name: Option<String>,
+    date: Option<String>,
+    city: Option<String>,
+    neighbourhood: Option<String>,
+    /// True once the expense is recorded.
+    is_done: bool,
+    /// The yes-or-no question waiting for an answer, when the expense is ready to record.
+    confirmation: Option<String>,
+    /// The transaction as recorded.
+    transaction: Option<Value>,
+}
+
 #[OpenApi(tag = "Tag::Assistant")]
 impl MakersApi {
     /// Helps the user put a saving goal together; saves it once they confirm.
@@ -119,6 +146,22 @@ impl MakersApi {
         let reply = budget_assist(conversation, turn);
         let data = json!({ "budget": reply.budget, "confirmation": reply.confirmation });
         self.record(user, conversation, &BUDGET_MAKER, &reply.message, data)
+            .await?;
+        Ok(Json(reply))
+    }
+
+    /// Helps the user record an expense; records it, through the ledger, once they confirm.
+    #[oai(path = "/personal_assistant/transaction/assist", method = "post")]
+    async fn transaction(
+        &self,
+        auth: Auth,
+        body: Input<AssistRequest>,
+    ) -> Result<Json<TransactionAssist>, ApiError> {
+        let user = auth.0.user_id;
+        let (conversation, turn) = self.assist(&auth, body.value, &TRANSACTION_MAKER).await?;
+        let reply = transaction_assist(conversation, turn);
+        let data = json!({ "transaction": reply.transaction, "confirmation": reply.confirmation });
+        self.record(user, conversation, &TRANSACTION_MAKER, &reply.message, data)
             .await?;
         Ok(Json(reply))
     }
@@ -343,6 +386,27 @@ fn budget_assist(conversation: i64, turn: Turn) -> BudgetAssist {
         is_done: saved.is_some(),
         confirmation,
         budget,
+    }
+}
+
+/// The reference's reply shape for an expense, from how the turn ended.
+fn transaction_assist(conversation: i64, turn: Turn) -> TransactionAssist {
+    let (message, draft, saved, confirmation) = outcome(turn, "expense");
+    let transaction = saved.as_ref().map(|saved| saved["transaction"].clone());
+    let fields = transaction.clone().unwrap_or(draft);
+    TransactionAssist {
+        conversation_id: conversation,
+        message,
+        amount: text(fields.get("amount")),
+        budget_id: fields.get("budget_id").and_then(Value::as_i64),
+        budget_name: text(fields.get("budget_name")).or_else(|| text(fields.get("budget"))),
+        store_name: text(fields.get("store_name")).or_else(|| text(fields.get("description"))),
+        date: text(fields.get("date")),
+        city: text(fields.get("city")),
+        neighbourhood: text(fields.get("neighbourhood")),
+        is_done: saved.is_some(),
+        confirmation,
+        transaction,
     }
 }
 

@@ -16,16 +16,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
+use super::accounts::MoveError;
 use super::audit;
+use super::ledger::{self, Entry, Kind, LedgerError};
 
 /// Every finance tool, for an engine.
 pub fn all() -> Vec<Arc<dyn HostTool>> {
-    vec![Arc::new(SaveGoal), Arc::new(SaveBudget)]
+    vec![Arc::new(SaveGoal), Arc::new(SaveBudget), Arc::new(AddExpense)]
 }
 
 /// What graphs are checked with.
 pub fn specs() -> Vec<&'static ToolSpec> {
-    vec![&SAVE_GOAL, &SAVE_BUDGET]
+    vec![&SAVE_GOAL, &SAVE_BUDGET, &ADD_EXPENSE]
 }
 
 static SAVE_GOAL: ToolSpec = ToolSpec {
@@ -295,6 +297,146 @@ async fn save_budget(tx: &mut PgConnection, user: i64, args: BudgetArgs) -> sqlx
             "total_limit": format!("{limit:.2}"),
             "priority_level_int": priority,
             "description": description,
+        },
+    }))
+}
+
+static ADD_EXPENSE: ToolSpec = ToolSpec {
+    name: "add_expense",
+    description: "Records an expense for the user through the ledger (the account's balance and the \
+                  budget's alerts follow); `{ ok, transaction }` or `{ ok: false, error }`.",
+    required: &["amount", "description"],
+    optional: &["date", "budget", "city", "neighbourhood", "account"],
+    open: false,
+    echoes_args: false,
+    object_output: true,
+};
+
+#[derive(Debug)]
+struct AddExpense;
+
+#[derive(Debug, Deserialize)]
+struct ExpenseArgs {
+    amount: Value,
+    description: String,
+    date: Option<NaiveDate>,
+    /// The budget's name.
+    budget: Option<String>,
+    city: Option<String>,
+    neighbourhood: Option<String>,
+    /// The account's name; the user's first regular account without one.
+    account: Option<String>,
+}
+
+impl HostTool for AddExpense {
+    fn spec(&self) -> &'static ToolSpec {
+        &ADD_EXPENSE
+    }
+
+    fn call<'a>(&'a self, call: HostCall<'a>) -> BoxFuture<'a, Result<Value, String>> {
+        Box::pin(async move {
+            let user = user(call.context)?;
+            let args: ExpenseArgs = match serde_json::from_value(Value::Object(call.args)) {
+                Ok(args) => args,
+                Err(err) => return Ok(refused(format!("the expense's details are not usable: {err}"))),
+            };
+            add_expense(call.tx, user, args)
+                .await
+                .map_err(|err| err.to_string())
+        })
+    }
+}
+
+/// Runs in a savepoint of the step's transaction: the ledger leaves a half-made change
+/// behind when it refuses (too little money), and that must not commit with the step.
+async fn add_expense(tx: &mut PgConnection, user: i64, args: ExpenseArgs) -> sqlx::Result<Value> {
+    let Some(amount) = money(&args.amount).filter(|amount| *amount > Decimal::ZERO) else {
+        return Ok(refused("the amount must be positive, with at most two decimals"));
+    };
+    let today = chrono::Utc::now().date_naive();
+    let date = args.date.unwrap_or(today);
+    if date > today {
+        return Ok(refused("the date is in the future"));
+    }
+    let budget: Option<(i64, String)> = match args.budget.as_deref().map(str::trim).filter(|b| !b.is_empty())
+    {
+        None => None,
+        Some(name) => {
+            let found = sqlx::query_as(
+                "SELECT id, name FROM budgets WHERE user_id = $1 AND active AND lower(name) = lower($2)",
+            )
+            .bind(user)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match found {
+                Some(found) => Some(found),
+                None => return Ok(refused(format!("there is no active budget called \"{name}\""))),
+            }
+        }
+    };
+    let account: Option<(i64, String)> = sqlx::query_as(
+        "SELECT id, name FROM accounts WHERE user_id = $1 AND active
+           AND (lower(name) = lower($2) OR ($2 IS NULL AND kind = 'regular'))
+         ORDER BY id LIMIT 1",
+    )
+    .bind(user)
+    .bind(args.account.as_deref().map(str::trim))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((account, account_name)) = account else {
+        return Ok(refused("there is no such account"));
+    };
+    let entry = Entry {
+        kind: Kind::Expense,
+        date,
+        amount,
+        description: Some(args.description.trim().to_owned()).filter(|d| !d.is_empty()),
+        city: args.city.clone(),
+        neighbourhood: args.neighbourhood.clone(),
+        tags: Vec::new(),
+        budget_id: budget.as_ref().map(|(id, _)| *id),
+        account_id: Some(account),
+        transfer_to_id: None,
+        income_id: None,
+        import_id: None,
+    };
+    let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+    let id = match ledger::insert(&mut savepoint, user, &entry, today).await {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            savepoint.rollback().await?;
+            return Ok(refused("that expense is already recorded"));
+        }
+        Err(LedgerError::Database(err)) => return Err(err),
+        Err(LedgerError::Move(MoveError::Database(err))) => return Err(err),
+        Err(err) => {
+            savepoint.rollback().await?;
+            return Ok(refused(err.to_string()));
+        }
+    };
+    audit::record(
+        &mut savepoint,
+        user,
+        "create",
+        "transaction",
+        Some(id),
+        json!({ "by": "assistant" }),
+    )
+    .await?;
+    savepoint.commit().await?;
+    Ok(json!({
+        "ok": true,
+        "transaction": {
+            "transaction_id": id,
+            "amount": format!("{amount:.2}"),
+            "date": date,
+            "store_name": entry.description,
+            "budget_id": budget.as_ref().map(|(id, _)| *id),
+            "budget_name": budget.map(|(_, name)| name),
+            "account": account_name,
+            "city": entry.city,
+            "neighbourhood": entry.neighbourhood,
         },
     }))
 }
