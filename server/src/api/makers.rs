@@ -17,7 +17,9 @@ use super::auth::Auth;
 use super::conversations::{self, ContentType, Sender};
 use super::input::Input;
 use super::{ApiError, Ctx, Tag};
-use crate::assistant::{Assistant, Turn};
+use crate::assistant::{Assistant, Turn, TurnError};
+use engine::store::StoreError;
+use engine::worker::WorkerError;
 
 /// A maker graph, and the agent its messages are stored as.
 #[derive(Debug)]
@@ -214,19 +216,31 @@ impl MakersApi {
         let history = history(&mut conn, user, conversation).await?;
         drop(conn);
         let turn = match pending {
-            Some((run, interrupt)) => match request.confirm.or_else(|| yes_or_no(said)) {
-                Some(confirmed) => {
-                    assistant
-                        .answer(run, &interrupt, json!({ "confirmed": confirmed }))
-                        .await
-                }
-                None => {
+            Some((run, interrupt)) => {
+                // The question is answered (or set aside) now, whatever happens next: a turn
+                // that fails after this must not leave a question that no run waits on.
+                sqlx::query(
+                    "UPDATE conversation_threads SET pending_run = NULL, pending_interrupt = NULL
+                     WHERE conversation_id = $1 AND graph = $2 AND pending_run = $3",
+                )
+                .bind(conversation)
+                .bind(maker.graph)
+                .bind(run)
+                .execute(&self.0.db)
+                .await?;
+                let answer = request.confirm.or_else(|| yes_or_no(said));
+                let confirmed = json!({ "confirmed": answer.unwrap_or(false) });
+                match assistant.answer(run, &interrupt, confirmed).await {
+                    Ok(turn) if answer.is_some() => Ok(turn),
                     // Neither yes nor no: the pending one is set aside, the message read as a change.
-                    let no = json!({ "confirmed": false });
-                    assistant.answer(run, &interrupt, no).await.map_err(turn_error)?;
-                    assistant.run(user, thread, history).await
+                    Ok(_) => assistant.run(user, thread, history).await,
+                    // The run no longer waits (answered by a request that failed later): start afresh.
+                    Err(TurnError::Engine(WorkerError::Store(
+                        StoreError::WrongStatus { .. } | StoreError::NoRun(_),
+                    ))) => assistant.run(user, thread, history).await,
+                    Err(err) => Err(err),
                 }
-            },
+            }
             None => assistant.run(user, thread, history).await,
         }
         .map_err(turn_error)?;

@@ -410,3 +410,57 @@ async fn an_expense_is_recorded_through_the_ledger_after_yes_and_nothing_else_mo
         .collect();
     assert_eq!(expenses.len(), 1, "{spent:?}");
 }
+
+const OUTAGE_AFTER_A_QUESTION: &str = r#"
+gather:
+  - json:
+      goal: { action: create, name: Bike, target: "500", due_date: "2036-01-31" }
+      complete: true
+      reply: "500 for a bike by 2036-01-31."
+  - fail: server
+  - fail: server
+  - fail: server
+  - json:
+      goal: { action: create, name: Bike, target: null, due_date: null }
+      complete: false
+      reply: How much would you like to save for the bike?
+"#;
+
+/// A change to a pending goal whose turn then fails must not leave a question no run waits
+/// on: the next message starts afresh instead of failing for good.
+#[sqlx::test(migrations = "../migrations")]
+async fn a_turn_that_fails_after_setting_a_question_aside_leaves_the_conversation_usable(pool: PgPool) {
+    let api = api_with_assistant(&pool, OUTAGE_AFTER_A_QUESTION).await;
+    let ada = api.register("ada@example.com").await;
+    salary(&api, &ada).await;
+    let first = say(
+        &api,
+        &ada,
+        json!({"user_request": "Save 500 for a bike by January 2036."}),
+    )
+    .await;
+    assert!(first["confirmation"].is_string(), "{first:?}");
+    let conversation = first["conversation_id"].clone();
+
+    let down = api
+        .post(
+            GOALS,
+            &ada,
+            json!({"user_request": "Make it 800.", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(
+        (down.status, down.json["code"].as_str()),
+        (503, Some("assistant_unavailable"))
+    );
+
+    let again = say(
+        &api,
+        &ada,
+        json!({"user_request": "yes", "conversation_id": conversation}),
+    )
+    .await;
+    assert_eq!(again["message"], "How much would you like to save for the bike?");
+    assert_eq!(again["is_done"], false);
+    assert!(goals(&api, &ada).await.is_empty());
+}
