@@ -12,10 +12,12 @@ use super::auth::Auth;
 use super::conversations::{self, ContentType, Sender};
 use super::input::Input;
 use super::{ApiError, Ctx, Tag};
+use std::sync::Arc;
+
 use crate::assistant::{Answer, Assistant, HISTORY, TurnError};
 
 /// The longest message taken, in characters.
-const MAX_QUERY: usize = 4_000;
+const MAX_MESSAGE: usize = 4_000;
 /// When to try again after the model did not answer, in seconds.
 const RETRY_AFTER: u64 = 30;
 
@@ -62,22 +64,8 @@ impl AssistantApi {
         let request = body.value;
         auth.0.check(request.user_id, "user")?;
         let _ignored = (&request.filters, &request.metadata);
-        let query = request.query.trim();
-        if query.is_empty() {
-            return Err(ApiError::invalid("query", "must not be empty"));
-        }
-        if query.chars().count() > MAX_QUERY {
-            return Err(ApiError::invalid(
-                "query",
-                format!("must be at most {MAX_QUERY} characters"),
-            ));
-        }
-        let Some(assistant) = &self.0.assistant else {
-            return Err(ApiError::AssistantUnavailable {
-                retry_after: RETRY_AFTER,
-            });
-        };
-        assistant.admit(user).map_err(turn_error)?;
+        let query = message("query", &request.query, false)?;
+        let assistant = admitted(&self.0, user)?;
         let (conversation, thread) = self.open(assistant, user, request.conversation_id).await?;
         let mut conn = self.0.db.acquire().await?;
         conversations::add(
@@ -159,6 +147,32 @@ impl AssistantApi {
         .await?;
         Ok((id, thread))
     }
+}
+
+/// What the user said, trimmed: not empty (unless `may_be_empty`), not too long.
+pub(super) fn message<'a>(field: &str, text: &'a str, may_be_empty: bool) -> Result<&'a str, ApiError> {
+    let text = text.trim();
+    if text.is_empty() && !may_be_empty {
+        return Err(ApiError::invalid(field, "must not be empty"));
+    }
+    if text.chars().count() > MAX_MESSAGE {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {MAX_MESSAGE} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// The assistant, if it is set up and `user` may take another turn now.
+pub(super) fn admitted(ctx: &Ctx, user: i64) -> Result<&Arc<Assistant>, ApiError> {
+    let Some(assistant) = &ctx.assistant else {
+        return Err(ApiError::AssistantUnavailable {
+            retry_after: RETRY_AFTER,
+        });
+    };
+    assistant.admit(user).map_err(turn_error)?;
+    Ok(assistant)
 }
 
 /// The conversation's last messages, oldest first, as the graph takes them.

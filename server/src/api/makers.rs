@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::assistant::{history, turn_error};
+use super::assistant::{admitted, history, message, turn_error};
 use super::auth::Auth;
 use super::conversations::{self, ContentType, Sender};
 use super::input::Input;
@@ -40,8 +40,6 @@ const TRANSACTION_MAKER: Maker = Maker {
     graph: "transaction_maker",
     agent: "TransactionMaker",
 };
-const MAX_REQUEST: usize = 4_000;
-const RETRY_AFTER: u64 = 30;
 
 pub(crate) struct MakersApi(pub(crate) Ctx);
 
@@ -180,22 +178,8 @@ impl MakersApi {
     ) -> Result<(i64, Turn), ApiError> {
         let user = auth.0.user_id;
         auth.0.check(request.user_id, "user")?;
-        let said = request.user_request.trim();
-        if said.is_empty() && request.confirm.is_none() {
-            return Err(ApiError::invalid("user_request", "must not be empty"));
-        }
-        if said.chars().count() > MAX_REQUEST {
-            return Err(ApiError::invalid(
-                "user_request",
-                format!("must be at most {MAX_REQUEST} characters"),
-            ));
-        }
-        let Some(assistant) = &self.0.assistant else {
-            return Err(ApiError::AssistantUnavailable {
-                retry_after: RETRY_AFTER,
-            });
-        };
-        assistant.admit(user).map_err(turn_error)?;
+        let said = message("user_request", &request.user_request, request.confirm.is_some())?;
+        let assistant = admitted(&self.0, user)?;
         let conversation = self.conversation(user, request.conversation_id).await?;
         let (thread, pending) = self.thread(assistant, user, conversation, maker).await?;
         let mut conn = self.0.db.acquire().await?;

@@ -70,9 +70,9 @@ impl HostTool for SaveGoal {
     fn call<'a>(&'a self, call: HostCall<'a>) -> BoxFuture<'a, Result<Value, String>> {
         Box::pin(async move {
             let user = user(call.context)?;
-            let args: GoalArgs = match serde_json::from_value(Value::Object(call.args)) {
+            let args: GoalArgs = match arguments(call.args, "goal") {
                 Ok(args) => args,
-                Err(err) => return Ok(refused(format!("the goal's details are not usable: {err}"))),
+                Err(refusal) => return Ok(refusal),
             };
             save_goal(call.tx, user, args)
                 .await
@@ -195,9 +195,9 @@ impl HostTool for SaveBudget {
     fn call<'a>(&'a self, call: HostCall<'a>) -> BoxFuture<'a, Result<Value, String>> {
         Box::pin(async move {
             let user = user(call.context)?;
-            let args: BudgetArgs = match serde_json::from_value(Value::Object(call.args)) {
+            let args: BudgetArgs = match arguments(call.args, "budget") {
                 Ok(args) => args,
-                Err(err) => return Ok(refused(format!("the budget's details are not usable: {err}"))),
+                Err(refusal) => return Ok(refusal),
             };
             save_budget(call.tx, user, args)
                 .await
@@ -336,9 +336,9 @@ impl HostTool for AddExpense {
     fn call<'a>(&'a self, call: HostCall<'a>) -> BoxFuture<'a, Result<Value, String>> {
         Box::pin(async move {
             let user = user(call.context)?;
-            let args: ExpenseArgs = match serde_json::from_value(Value::Object(call.args)) {
+            let args: ExpenseArgs = match arguments(call.args, "expense") {
                 Ok(args) => args,
-                Err(err) => return Ok(refused(format!("the expense's details are not usable: {err}"))),
+                Err(refusal) => return Ok(refusal),
             };
             add_expense(call.tx, user, args)
                 .await
@@ -439,6 +439,15 @@ async fn add_expense(tx: &mut PgConnection, user: i64, args: ExpenseArgs) -> sql
             "neighbourhood": entry.neighbourhood,
         },
     }))
+}
+
+/// A tool's arguments, or the refusal to hand back when the model's are not usable.
+fn arguments<T: serde::de::DeserializeOwned>(
+    args: serde_json::Map<String, Value>,
+    what: &str,
+) -> Result<T, Value> {
+    serde_json::from_value(Value::Object(args))
+        .map_err(|err| refused(format!("the {what}'s details are not usable: {err}")))
 }
 
 /// The run's user: the server puts it in the context from the login.
