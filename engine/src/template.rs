@@ -97,6 +97,19 @@ impl Templates {
         self.sources.get(name).map(String::as_str)
     }
 
+    /// `name` and the templates it includes, extends or imports, each once, with their sources:
+    /// what rendering it needs. Only templates loaded earlier are listed.
+    pub(crate) fn closure(&self, name: &str, into: &mut BTreeMap<String, String>) {
+        let Some(source) = self.sources.get(name) else {
+            return;
+        };
+        if into.insert(name.to_owned(), source.clone()).is_none() {
+            for used in referenced_templates(source) {
+                self.closure(&used, into);
+            }
+        }
+    }
+
     /// Every template loaded so far, by name.
     pub fn loaded(&self) -> &BTreeMap<String, String> {
         &self.sources

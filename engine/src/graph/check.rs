@@ -93,15 +93,14 @@ pub(crate) fn check(loader: &mut Loader, path: &Path, name: &str, file: GraphFil
     }
     // Only for a graph without errors: a broken node's writes are not known.
     checker.usage_warnings(&input);
-    let templates = checker.templates.iter().filter_map(|name| {
-        let source = checker.loader.templates.source(name)?;
-        Some((name.clone(), source.to_owned()))
-    });
+    let mut templates = BTreeMap::new();
+    for name in &checker.templates {
+        checker.loader.templates.closure(name, &mut templates);
+    }
     let schemas = checker.schemas.iter().filter_map(|name| {
         let content = checker.loader.schemas.loaded().get(name)?;
         Some((name.clone(), content.clone()))
     });
-    let templates: BTreeMap<String, String> = templates.collect();
     let mut compiled = std::mem::take(&mut checker.compiled);
     compiled.templates = crate::template::environment();
     for (name, source) in &templates {

@@ -1,6 +1,7 @@
 //! `tool`: calls a built-in function, or one the application added ([`host`]), by name.
 
 pub(crate) mod host;
+mod numbers;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -80,6 +81,15 @@ pub const TOOLS: &[ToolSpec] = &[
         open: true,
         echoes_args: true,
         object_output: false,
+    },
+    ToolSpec {
+        name: "check_numbers",
+        description: "Checks that every number of `texts` (a text, or a list) appears in `sources` (its value, or a list with one per text): `{ ok, problems }`.",
+        required: &["texts", "sources"],
+        optional: &[],
+        open: false,
+        echoes_args: false,
+        object_output: true,
     },
     ToolSpec {
         name: "format",
@@ -172,6 +182,8 @@ impl ToolNode {
                 )),
             },
             "set" => Ok(Value::Object(args)),
+            "check_numbers" => numbers::check(&args["texts"], &args["sources"])
+                .map_err(|err| NodeError::failed(format!("tool `check_numbers`: {err}"))),
             "format" => {
                 let Some(Value::String(template)) = args.remove("template") else {
                     return Err(NodeError::failed("tool `format`: `template` must be a text"));
