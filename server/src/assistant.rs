@@ -41,6 +41,10 @@ pub struct Answer {
     pub agent: String,
     /// Rows the answer came from, if any.
     pub data: Value,
+    /// The `chart` tool's drawing of the rows, when there is one.
+    pub chart: Option<Value>,
+    /// The maker graph that takes the turn over (`goal_maker`, …), when the router chose one.
+    pub handoff: Option<String>,
 }
 
 /// How a turn of a graph ended.
@@ -81,7 +85,7 @@ impl Assistant {
     ) -> anyhow::Result<Assistant> {
         let options = LoadOptions {
             models: None,
-            tools: crate::finance::tools::specs(),
+            tools: crate::tools::specs(),
         };
         let mut graphs = BTreeMap::new();
         for name in GRAPHS {
@@ -92,7 +96,7 @@ impl Assistant {
             graphs.insert(*name, Arc::new(graph));
         }
         let mut engine = Engine::new(llm).with_database(db.clone());
-        for tool in crate::finance::tools::all() {
+        for tool in crate::tools::all() {
             engine = engine.with_host_tool(tool);
         }
         if let Some(sandbox) = sandbox {
@@ -156,6 +160,12 @@ impl Assistant {
                 .unwrap_or("assistant")
                 .to_owned(),
             data: output.get("data").cloned().unwrap_or(Value::Array(Vec::new())),
+            chart: output.get("chart").filter(|chart| chart.is_object()).cloned(),
+            handoff: output
+                .get("handoff")
+                .and_then(Value::as_str)
+                .filter(|graph| !graph.is_empty())
+                .map(str::to_owned),
         })
     }
 

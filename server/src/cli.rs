@@ -51,7 +51,7 @@ pub(crate) fn project_of_folder(dir: &Path) -> Project {
 pub(crate) fn load_options(config: Option<&Config>) -> LoadOptions {
     LoadOptions {
         models: config.map(Config::model_aliases),
-        tools: crate::finance::tools::specs(),
+        tools: crate::tools::specs(),
     }
 }
 

@@ -5,9 +5,11 @@
 
 pub mod api;
 pub mod assistant;
+pub mod charts;
 mod cli;
 mod config;
 pub mod finance;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -14,6 +14,7 @@ use super::input::Input;
 use super::{ApiError, Ctx, Tag};
 use std::sync::Arc;
 
+use super::makers::{self, Maker};
 use crate::assistant::{Answer, Assistant, HISTORY, TurnError};
 
 /// The longest message taken, in characters.
@@ -45,9 +46,11 @@ pub(crate) struct AnalyzeResponse {
     /// The rows the answer came from (decimals as strings); empty when none.
     data: Value,
     conversation_id: i64,
-    /// Who answered: `assistant` or `database_agent`.
+    /// Who answered: `assistant`, `database_agent`, `behaviour_analyst`, or a maker
+    /// (`GoalMaker`, `BudgetMaker`, `TransactionMaker`).
     agent: String,
-    /// A chart of the data, when one was asked for.
+    /// A chart of the data, when one was asked for or the rows are a series:
+    /// `{ kind, x, y, vega_lite, svg, table }` (a Vega-Lite spec, an SVG, a Markdown table).
     chart: Option<Value>,
 }
 
@@ -79,14 +82,35 @@ impl AssistantApi {
             None,
         )
         .await?;
-        let history = history(&mut conn, user, conversation).await?;
         drop(conn);
-        let answer = assistant.turn(user, thread, history).await.map_err(turn_error)?;
-        let Answer { text, agent, data } = answer;
-        let stored = data
-            .as_array()
-            .is_some_and(|rows| !rows.is_empty())
-            .then(|| json!({ "rows": data }));
+        let reply = match makers::awaiting(&self.0, conversation, query).await? {
+            // A yes or no to the question a maker asked in this conversation.
+            Some(maker) => self.maker(assistant, user, conversation, maker, query).await?,
+            None => {
+                let mut conn = self.0.db.acquire().await?;
+                let history = history(&mut conn, user, conversation).await?;
+                drop(conn);
+                let answer = assistant.turn(user, thread, history).await.map_err(turn_error)?;
+                match answer.handoff.as_deref().and_then(makers::maker) {
+                    Some(maker) => self.maker(assistant, user, conversation, maker, query).await?,
+                    None => answer,
+                }
+            }
+        };
+        let Answer {
+            text,
+            agent,
+            data,
+            chart,
+            ..
+        } = reply;
+        let mut stored = serde_json::Map::new();
+        if data.as_array().is_some_and(|rows| !rows.is_empty()) {
+            stored.insert("rows".to_owned(), data.clone());
+        }
+        if let Some(chart) = &chart {
+            stored.insert("chart".to_owned(), chart.clone());
+        }
         let mut conn = self.0.db.acquire().await?;
         conversations::add(
             &mut conn,
@@ -95,7 +119,7 @@ impl AssistantApi {
             (Sender::Assistant, &agent),
             &text,
             ContentType::Text,
-            stored,
+            (!stored.is_empty()).then_some(Value::Object(stored)),
             None,
         )
         .await?;
@@ -104,12 +128,33 @@ impl AssistantApi {
             data,
             conversation_id: conversation,
             agent,
-            chart: None,
+            chart,
         }))
     }
 }
 
 impl AssistantApi {
+    /// A turn of `maker`, as the assistant's answer: what it said (its question, when it
+    /// waits for a yes or no), and what it saved as the data.
+    async fn maker(
+        &self,
+        assistant: &Assistant,
+        user: i64,
+        conversation: i64,
+        maker: &'static Maker,
+        said: &str,
+    ) -> Result<Answer, ApiError> {
+        let turn = makers::turn(&self.0, assistant, user, conversation, maker, said, None).await?;
+        let said = maker.said(turn);
+        Ok(Answer {
+            text: said.message,
+            agent: maker.agent.to_owned(),
+            data: Value::Array(said.saved.into_iter().collect()),
+            chart: None,
+            handoff: None,
+        })
+    }
+
     /// The caller's conversation `id` (or a new one) and its engine thread (made on first use).
     async fn open(&self, assistant: &Assistant, user: i64, id: Option<i64>) -> Result<(i64, Uuid), ApiError> {
         let (id, thread): (i64, Option<Uuid>) = match id {

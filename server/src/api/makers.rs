@@ -21,25 +21,58 @@ use crate::assistant::{Assistant, Turn, TurnError};
 use engine::store::StoreError;
 use engine::worker::WorkerError;
 
-/// A maker graph, and the agent its messages are stored as.
+/// A maker graph, the agent its messages are stored as, and the keys of its draft (in its
+/// output and its question) and of what it saved (in `saved`).
 #[derive(Debug)]
-struct Maker {
+pub(super) struct Maker {
     graph: &'static str,
-    agent: &'static str,
+    pub(super) agent: &'static str,
+    draft: &'static str,
+    saved: &'static str,
 }
 
 const GOAL_MAKER: Maker = Maker {
     graph: "goal_maker",
     agent: "GoalMaker",
+    draft: "goal",
+    saved: "goal",
 };
 const BUDGET_MAKER: Maker = Maker {
     graph: "budget_maker",
     agent: "BudgetMaker",
+    draft: "budget",
+    saved: "budget",
 };
 const TRANSACTION_MAKER: Maker = Maker {
     graph: "transaction_maker",
     agent: "TransactionMaker",
+    draft: "expense",
+    saved: "transaction",
 };
+const MAKERS: [&Maker; 3] = [&GOAL_MAKER, &BUDGET_MAKER, &TRANSACTION_MAKER];
+
+/// The maker whose graph is `graph`.
+pub(super) fn maker(graph: &str) -> Option<&'static Maker> {
+    MAKERS.into_iter().find(|maker| maker.graph == graph)
+}
+
+/// What a maker's turn said, for a client that is not the maker's own: the message (the
+/// question, when it waits for a yes or no), and what was saved.
+#[derive(Debug)]
+pub(super) struct Said {
+    pub(super) message: String,
+    pub(super) saved: Option<Value>,
+}
+
+impl Maker {
+    pub(super) fn said(&self, turn: Turn) -> Said {
+        let (message, _, saved, _) = outcome(turn, self.draft);
+        Said {
+            message,
+            saved: saved.map(|saved| saved[self.saved].clone()),
+        }
+    }
+}
 
 pub(crate) struct MakersApi(pub(crate) Ctx);
 
@@ -168,8 +201,7 @@ impl MakersApi {
 }
 
 impl MakersApi {
-    /// One turn of `maker`: the user's message stored, the pending confirmation answered (or
-    /// set aside), the graph run, and what it now waits for remembered.
+    /// One turn of `maker`: the user's message stored, then [`turn`].
     async fn assist(
         &self,
         auth: &Auth,
@@ -181,9 +213,8 @@ impl MakersApi {
         let said = message("user_request", &request.user_request, request.confirm.is_some())?;
         let assistant = admitted(&self.0, user)?;
         let conversation = self.conversation(user, request.conversation_id).await?;
-        let (thread, pending) = self.thread(assistant, user, conversation, maker).await?;
-        let mut conn = self.0.db.acquire().await?;
         if !said.is_empty() {
+            let mut conn = self.0.db.acquire().await?;
             let sender = (Sender::User, "User");
             conversations::add(
                 &mut conn,
@@ -197,50 +228,15 @@ impl MakersApi {
             )
             .await?;
         }
-        let history = history(&mut conn, user, conversation).await?;
-        drop(conn);
-        let turn = match pending {
-            Some((run, interrupt)) => {
-                // The question is answered (or set aside) now, whatever happens next: a turn
-                // that fails after this must not leave a question that no run waits on.
-                sqlx::query(
-                    "UPDATE conversation_threads SET pending_run = NULL, pending_interrupt = NULL
-                     WHERE conversation_id = $1 AND graph = $2 AND pending_run = $3",
-                )
-                .bind(conversation)
-                .bind(maker.graph)
-                .bind(run)
-                .execute(&self.0.db)
-                .await?;
-                let answer = request.confirm.or_else(|| yes_or_no(said));
-                let confirmed = json!({ "confirmed": answer.unwrap_or(false) });
-                match assistant.answer(run, &interrupt, confirmed).await {
-                    Ok(turn) if answer.is_some() => Ok(turn),
-                    // Neither yes nor no: the pending one is set aside, the message read as a change.
-                    Ok(_) => assistant.run(user, thread, history).await,
-                    // The run no longer waits (answered by a request that failed later): start afresh.
-                    Err(TurnError::Engine(WorkerError::Store(
-                        StoreError::WrongStatus { .. } | StoreError::NoRun(_),
-                    ))) => assistant.run(user, thread, history).await,
-                    Err(err) => Err(err),
-                }
-            }
-            None => assistant.run(user, thread, history).await,
-        }
-        .map_err(turn_error)?;
-        let pending = match &turn {
-            Turn::Asking { run, interrupt, .. } => Some((*run, interrupt.clone())),
-            Turn::Done(_) => None,
-        };
-        sqlx::query(
-            "UPDATE conversation_threads SET pending_run = $3, pending_interrupt = $4
-             WHERE conversation_id = $1 AND graph = $2",
+        let turn = turn(
+            &self.0,
+            assistant,
+            user,
+            conversation,
+            maker,
+            said,
+            request.confirm,
         )
-        .bind(conversation)
-        .bind(maker.graph)
-        .bind(pending.as_ref().map(|(run, _)| *run))
-        .bind(pending.as_ref().map(|(_, interrupt)| interrupt.as_str()))
-        .execute(&self.0.db)
         .await?;
         Ok((conversation, turn))
     }
@@ -289,45 +285,126 @@ impl MakersApi {
         };
         found.ok_or(ApiError::NotFound { what: "conversation" })
     }
+}
 
-    /// The maker's thread of the conversation (made on first use) and the run of it
-    /// waiting for a confirmation, if any.
-    async fn thread(
-        &self,
-        assistant: &Assistant,
-        user: i64,
-        conversation: i64,
-        maker: &Maker,
-    ) -> Result<(Uuid, Option<(Uuid, String)>), ApiError> {
-        let row: Option<(Uuid, Option<Uuid>, Option<String>)> = sqlx::query_as(
-            "SELECT thread_id, pending_run, pending_interrupt FROM conversation_threads
-             WHERE conversation_id = $1 AND graph = $2",
-        )
-        .bind(conversation)
-        .bind(maker.graph)
-        .fetch_optional(&self.0.db)
-        .await?;
-        if let Some((thread, run, interrupt)) = row {
-            return Ok((thread, run.zip(interrupt)));
+/// One turn of `maker` in `conversation`, whose messages end with what the user `said`:
+/// the pending confirmation answered (or set aside when `said` is neither yes nor no), the
+/// graph run, and what it now waits for remembered.
+pub(super) async fn turn(
+    ctx: &Ctx,
+    assistant: &Assistant,
+    user: i64,
+    conversation: i64,
+    maker: &Maker,
+    said: &str,
+    confirm: Option<bool>,
+) -> Result<Turn, ApiError> {
+    let (thread, pending) = thread(ctx, assistant, user, conversation, maker).await?;
+    let mut conn = ctx.db.acquire().await?;
+    let history = history(&mut conn, user, conversation).await?;
+    drop(conn);
+    let turn = match pending {
+        Some((run, interrupt)) => {
+            // The question is answered (or set aside) now, whatever happens next: a turn
+            // that fails after this must not leave a question that no run waits on.
+            sqlx::query(
+                "UPDATE conversation_threads SET pending_run = NULL, pending_interrupt = NULL
+                 WHERE conversation_id = $1 AND graph = $2 AND pending_run = $3",
+            )
+            .bind(conversation)
+            .bind(maker.graph)
+            .bind(run)
+            .execute(&ctx.db)
+            .await?;
+            let answer = confirm.or_else(|| yes_or_no(said));
+            let confirmed = json!({ "confirmed": answer.unwrap_or(false) });
+            match assistant.answer(run, &interrupt, confirmed).await {
+                Ok(turn) if answer.is_some() => Ok(turn),
+                // Neither yes nor no: the pending one is set aside, the message read as a change.
+                Ok(_) => assistant.run(user, thread, history).await,
+                // The run no longer waits (answered by a request that failed later): start afresh.
+                Err(TurnError::Engine(WorkerError::Store(
+                    StoreError::WrongStatus { .. } | StoreError::NoRun(_),
+                ))) => assistant.run(user, thread, history).await,
+                Err(err) => Err(err),
+            }
         }
-        let created = assistant
-            .new_thread(maker.graph, user, conversation)
-            .await
-            .map_err(turn_error)?;
-        // Two first messages at once: the first row wins, the other thread stays unused.
-        let thread: Uuid = sqlx::query_scalar(
-            "INSERT INTO conversation_threads (user_id, conversation_id, graph, thread_id) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (conversation_id, graph) DO UPDATE SET graph = EXCLUDED.graph
-             RETURNING thread_id",
-        )
-        .bind(user)
-        .bind(conversation)
-        .bind(maker.graph)
-        .bind(created)
-        .fetch_one(&self.0.db)
-        .await?;
-        Ok((thread, None))
+        None => assistant.run(user, thread, history).await,
     }
+    .map_err(turn_error)?;
+    let pending = match &turn {
+        Turn::Asking { run, interrupt, .. } => Some((*run, interrupt.clone())),
+        Turn::Done(_) => None,
+    };
+    sqlx::query(
+        "UPDATE conversation_threads SET pending_run = $3, pending_interrupt = $4
+         WHERE conversation_id = $1 AND graph = $2",
+    )
+    .bind(conversation)
+    .bind(maker.graph)
+    .bind(pending.as_ref().map(|(run, _)| *run))
+    .bind(pending.as_ref().map(|(_, interrupt)| interrupt.as_str()))
+    .execute(&ctx.db)
+    .await?;
+    Ok(turn)
+}
+
+/// The maker of `conversation` waiting for a confirmation that `said` answers, if any.
+pub(super) async fn awaiting(
+    ctx: &Ctx,
+    conversation: i64,
+    said: &str,
+) -> Result<Option<&'static Maker>, ApiError> {
+    if yes_or_no(said).is_none() {
+        return Ok(None);
+    }
+    let graph: Option<String> = sqlx::query_scalar(
+        "SELECT graph FROM conversation_threads
+         WHERE conversation_id = $1 AND pending_run IS NOT NULL ORDER BY graph LIMIT 1",
+    )
+    .bind(conversation)
+    .fetch_optional(&ctx.db)
+    .await?;
+    Ok(graph.as_deref().and_then(maker))
+}
+
+/// The maker's thread of the conversation (made on first use) and the run of it
+/// waiting for a confirmation, if any.
+async fn thread(
+    ctx: &Ctx,
+    assistant: &Assistant,
+    user: i64,
+    conversation: i64,
+    maker: &Maker,
+) -> Result<(Uuid, Option<(Uuid, String)>), ApiError> {
+    let row: Option<(Uuid, Option<Uuid>, Option<String>)> = sqlx::query_as(
+        "SELECT thread_id, pending_run, pending_interrupt FROM conversation_threads
+         WHERE conversation_id = $1 AND graph = $2",
+    )
+    .bind(conversation)
+    .bind(maker.graph)
+    .fetch_optional(&ctx.db)
+    .await?;
+    if let Some((thread, run, interrupt)) = row {
+        return Ok((thread, run.zip(interrupt)));
+    }
+    let created = assistant
+        .new_thread(maker.graph, user, conversation)
+        .await
+        .map_err(turn_error)?;
+    // Two first messages at once: the first row wins, the other thread stays unused.
+    let thread: Uuid = sqlx::query_scalar(
+        "INSERT INTO conversation_threads (user_id, conversation_id, graph, thread_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (conversation_id, graph) DO UPDATE SET graph = EXCLUDED.graph
+         RETURNING thread_id",
+    )
+    .bind(user)
+    .bind(conversation)
+    .bind(maker.graph)
+    .bind(created)
+    .fetch_one(&ctx.db)
+    .await?;
+    Ok((thread, None))
 }
 
 /// A plain yes or no, in a few languages; `None` for anything else.

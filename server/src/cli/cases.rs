@@ -9,7 +9,7 @@ use engine::graph::graph_name;
 use super::graph::graph_files;
 use super::load_graph;
 use crate::config::Config;
-use crate::finance::tools;
+use crate::tools;
 
 /// Runs the cases of every graph under `paths` that has a `<graph>.cases.yaml`.
 pub(crate) async fn test(paths: &[PathBuf], db: Option<&str>, config: &Path) -> anyhow::Result<ExitCode> {

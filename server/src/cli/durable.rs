@@ -49,7 +49,7 @@ pub(crate) fn worker(
     sandbox: Option<Arc<Sandbox>>,
 ) -> Worker {
     let mut engine = Engine::new(llm).with_database(store.pool().clone());
-    for tool in crate::finance::tools::all() {
+    for tool in crate::tools::all() {
         engine = engine.with_host_tool(tool);
     }
     if let Some(sandbox) = sandbox {

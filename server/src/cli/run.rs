@@ -85,7 +85,7 @@ pub(crate) async fn run(args: RunArgs, config: &Path) -> anyhow::Result<ExitCode
     let outcome = match &args.thread {
         None => {
             let mut engine = Engine::new(llm);
-            for tool in crate::finance::tools::all() {
+            for tool in crate::tools::all() {
                 engine = engine.with_host_tool(tool);
             }
             if let Some(url) = &args.db {

@@ -16,7 +16,7 @@ async fn say(api: &Api, user: &User, body: Value) -> Value {
 }
 
 /// A monthly salary of 3000, paid on a day other than today (so that it is not credited now).
-async fn salary(api: &Api, user: &User) {
+pub(super) async fn salary(api: &Api, user: &User) {
     let today = chrono::Datelike::day(&chrono::Utc::now().date_naive());
     let day = if today == 15 { 16 } else { 15 };
     let reply = api
@@ -29,7 +29,7 @@ async fn salary(api: &Api, user: &User) {
     assert_eq!(reply.status, 201, "{:?}", reply.json);
 }
 
-async fn goals(api: &Api, user: &User) -> Vec<Value> {
+pub(super) async fn goals(api: &Api, user: &User) -> Vec<Value> {
     api.get("/api/database/goals", user)
         .await
         .json
