@@ -161,6 +161,20 @@ fn svg(
     drawn.map_err(|err| format!("the chart could not be drawn: {err}"))
 }
 
+/// Rows (a list of objects) as a Markdown table, with the first row's columns; empty when
+/// there are none.
+pub fn markdown_table(rows: &Value) -> String {
+    let rows: Vec<&Map<String, Value>> = match rows {
+        Value::Array(rows) => rows.iter().filter_map(Value::as_object).collect(),
+        _ => Vec::new(),
+    };
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
+    let columns: Vec<&str> = first.keys().map(String::as_str).collect();
+    table(&columns, &rows)
+}
+
 /// The rows as a Markdown table, every column, in order.
 fn table(columns: &[&str], rows: &[&Map<String, Value>]) -> String {
     let line = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));

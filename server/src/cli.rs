@@ -3,6 +3,7 @@
 
 pub(crate) mod bench;
 mod cases;
+pub(crate) mod demo;
 pub(crate) mod diff;
 pub(crate) mod durable;
 pub(crate) mod graph;

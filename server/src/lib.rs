@@ -8,6 +8,7 @@ pub mod assistant;
 pub mod charts;
 mod cli;
 mod config;
+pub mod demo;
 pub mod finance;
 pub mod tools;
 
@@ -33,6 +34,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Create the demo user with a year of activity, and print its login.
     SeedDemo(cli::serve::SeedDemoArgs),
+    /// Seed a demo user and play a conversation that exercises every agent, printing the
+    /// transcript (offline with scripted replies, or live with `--llm config`).
+    Demo(cli::demo::DemoArgs),
     /// Check, draw, test and describe graph files.
     #[command(subcommand)]
     Graph(cli::graph::GraphCommand),
@@ -65,6 +69,7 @@ pub async fn run(args: Args) -> ExitCode {
     let result = match args.command {
         Command::Serve(serve) => cli::serve::serve(serve, &args.config).await,
         Command::SeedDemo(seed) => cli::serve::seed_demo(seed).await,
+        Command::Demo(demo) => cli::demo::run(demo, &args.config).await,
         Command::Graph(command) => cli::graph::run(command, &args.config).await,
         Command::Run(run) => cli::run::run(run, &args.config).await,
         Command::Migrate { db } => cli::migrate(db.as_deref()).await,

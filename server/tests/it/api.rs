@@ -1,7 +1,7 @@
 //! The HTTP API, in-process through poem's test client, against a fresh PostgreSQL database
 //! per test.
 
-mod assistant;
+pub(crate) mod assistant;
 mod conventions;
 mod isolation;
 mod ledger;

@@ -4,6 +4,7 @@
 //! makes of it — exit codes, formats, default paths.
 
 mod api;
+mod demo;
 mod durable;
 mod graph;
 mod run;

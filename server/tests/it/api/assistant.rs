@@ -15,6 +15,15 @@ use super::{Api, User, today};
 
 /// The API with the assistant answering from `script` (replies by node path).
 pub(super) async fn api_with_assistant(pool: &PgPool, script: &str) -> Api {
+    let config = ApiConfig {
+        assistant: Some(Arc::new(assistant(pool, script).await)),
+        ..ApiConfig::default()
+    };
+    Api::with_config(pool.clone(), &config)
+}
+
+/// The repository's graphs with `script` as the models' replies and the SQL sandbox on `pool`.
+pub(crate) async fn assistant(pool: &PgPool, script: &str) -> Assistant {
     let role = PgPoolOptions::new()
         .max_connections(2)
         .connect_with(pool.connect_options().as_ref().clone().username(ROLE))
@@ -23,19 +32,14 @@ pub(super) async fn api_with_assistant(pool: &PgPool, script: &str) -> Api {
     let sandbox = Sandbox::connect(role, pool.clone(), SandboxConfig::default())
         .await
         .unwrap();
-    let assistant = Assistant::load(
+    Assistant::load(
         &crate::repo_root(),
         Arc::new(Scripted::parse(script).unwrap()),
         pool.clone(),
         Some(Arc::new(sandbox)),
         100,
     )
-    .unwrap();
-    let config = ApiConfig {
-        assistant: Some(Arc::new(assistant)),
-        ..ApiConfig::default()
-    };
-    Api::with_config(pool.clone(), &config)
+    .unwrap()
 }
 
 async fn groceries(api: &Api, user: &User, amounts: &[&str]) {
