@@ -21,6 +21,9 @@ use uuid::Uuid;
 
 /// Messages of the conversation a turn sees, the newest last.
 pub const HISTORY: i64 = 20;
+/// Messages past the window kept as they are before the assistant folds them into the
+/// conversation's summary, all at once (so that it summarizes every tenth turn, not every one).
+pub const FOLD: i64 = 10;
 
 /// The graphs the API runs, by name.
 pub const GRAPHS: &[&str] = &["assistant", "goal_maker", "budget_maker", "transaction_maker"];
@@ -45,6 +48,8 @@ pub struct Answer {
     pub chart: Option<Value>,
     /// The maker graph that takes the turn over (`goal_maker`, …), when the router chose one.
     pub handoff: Option<String>,
+    /// The conversation's new summary, and the last message it covers, when one was made.
+    pub remembered: Option<(String, i64)>,
 }
 
 /// How a turn of a graph ended.
@@ -135,14 +140,16 @@ impl Assistant {
     }
 
     /// Answers the last of `messages` (`[{role, content}]`, oldest first) with the `assistant`
-    /// graph on `thread`.
+    /// graph on `thread`; `memory` is what came before them (see the graph's `memory` field).
     pub(crate) async fn turn(
         &self,
         user: i64,
         thread: Uuid,
         messages: Vec<Value>,
+        memory: Value,
     ) -> Result<Answer, TurnError> {
-        let output = match self.run(user, thread, messages).await? {
+        let input = object(json!({ "messages": messages, "memory": memory }));
+        let output = match self.start(user, thread, input).await? {
             Turn::Done(output) => output,
             Turn::Asking { .. } => {
                 return Err(TurnError::Failed("the assistant asked a question".to_owned()));
@@ -166,12 +173,20 @@ impl Assistant {
                 .and_then(Value::as_str)
                 .filter(|graph| !graph.is_empty())
                 .map(str::to_owned),
+            remembered: output.get("remembered").and_then(|remembered| {
+                let summary = remembered.get("summary")?.as_str()?.to_owned();
+                Some((summary, remembered.get("through")?.as_i64()?))
+            }),
         })
     }
 
     /// Runs the graph of `thread` on `messages`, for `user`.
     pub(crate) async fn run(&self, user: i64, thread: Uuid, messages: Vec<Value>) -> Result<Turn, TurnError> {
-        let input = object(json!({ "messages": messages }));
+        self.start(user, thread, object(json!({ "messages": messages })))
+            .await
+    }
+
+    async fn start(&self, user: i64, thread: Uuid, input: State) -> Result<Turn, TurnError> {
         let context = object(json!({ "user_id": user }));
         let ran = self
             .worker

@@ -15,7 +15,7 @@ use super::{ApiError, Ctx, Tag};
 use std::sync::Arc;
 
 use super::makers::{self, Maker};
-use crate::assistant::{Answer, Assistant, HISTORY, TurnError};
+use crate::assistant::{Answer, Assistant, FOLD, HISTORY, TurnError};
 
 /// The longest message taken, in characters.
 const MAX_MESSAGE: usize = 4_000;
@@ -87,10 +87,14 @@ impl AssistantApi {
             // A yes or no to the question a maker asked in this conversation.
             Some(maker) => self.maker(assistant, user, conversation, maker, query).await?,
             None => {
-                let mut conn = self.0.db.acquire().await?;
-                let history = history(&mut conn, user, conversation).await?;
-                drop(conn);
-                let answer = assistant.turn(user, thread, history).await.map_err(turn_error)?;
+                let (recent, memory) = recall(&self.0.db, user, conversation).await?;
+                let answer = assistant
+                    .turn(user, thread, recent, memory)
+                    .await
+                    .map_err(turn_error)?;
+                if let Some((summary, through)) = &answer.remembered {
+                    remember(&self.0.db, user, conversation, summary, *through).await?;
+                }
                 match answer.handoff.as_deref().and_then(makers::maker) {
                     Some(maker) => self.maker(assistant, user, conversation, maker, query).await?,
                     None => answer,
@@ -152,6 +156,7 @@ impl AssistantApi {
             data: Value::Array(said.saved.into_iter().collect()),
             chart: None,
             handoff: None,
+            remembered: None,
         })
     }
 
@@ -218,6 +223,64 @@ pub(super) fn admitted(ctx: &Ctx, user: i64) -> Result<&Arc<Assistant>, ApiError
     };
     assistant.admit(user).map_err(turn_error)?;
     Ok(assistant)
+}
+
+/// The conversation as the `assistant` graph takes it: its recent messages, oldest first, and
+/// its `memory` — the summary of what came before, with the messages the summary does not
+/// cover yet once there are [`FOLD`] of them past the window of [`HISTORY`].
+async fn recall(db: &sqlx::PgPool, user: i64, conversation: i64) -> Result<(Vec<Value>, Value), ApiError> {
+    let (summary, through): (Option<String>, Option<i64>) =
+        sqlx::query_as("SELECT summary, summary_through FROM conversations WHERE user_id = $1 AND id = $2")
+            .bind(user)
+            .bind(conversation)
+            .fetch_one(db)
+            .await?;
+    // Beyond this many, the oldest messages not summarized yet are left out of the summary.
+    let most = HISTORY + 4 * FOLD;
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT id, sender, content FROM (
+             SELECT id, sender, content FROM messages
+             WHERE user_id = $1 AND conversation_id = $2 AND id > coalesce($3, 0)
+             ORDER BY id DESC LIMIT $4
+         ) recent ORDER BY id",
+    )
+    .bind(user)
+    .bind(conversation)
+    .bind(through)
+    .bind(most)
+    .fetch_all(db)
+    .await?;
+    let message = |(_, role, content): &(i64, String, String)| json!({ "role": role, "content": content });
+    let fold = rows.len() as i64 >= HISTORY + FOLD;
+    let split = if fold { rows.len() - HISTORY as usize } else { 0 };
+    let (older, recent) = rows.split_at(split);
+    let memory = json!({
+        "summary": summary.unwrap_or_default(),
+        "older": older.iter().map(message).collect::<Vec<_>>(),
+        "through": older.last().map(|(id, _, _)| *id).or(through),
+    });
+    Ok((recent.iter().map(message).collect(), memory))
+}
+
+/// Keeps the conversation's new summary, unless another turn kept one meanwhile.
+async fn remember(
+    db: &sqlx::PgPool,
+    user: i64,
+    conversation: i64,
+    summary: &str,
+    through: i64,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE conversations SET summary = $3, summary_at = now(), summary_through = $4
+         WHERE user_id = $1 AND id = $2 AND coalesce(summary_through, 0) < $4",
+    )
+    .bind(user)
+    .bind(conversation)
+    .bind(summary)
+    .bind(through)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// The conversation's last messages, oldest first, as the graph takes them.

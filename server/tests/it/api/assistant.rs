@@ -397,3 +397,66 @@ async fn a_goal_asked_of_the_assistant_is_handed_to_the_goal_maker_and_saved_onl
         ]
     );
 }
+
+const LONG: &str = r#"
+summarize: ["Ada talked about groceries 15 times."]
+route_turn:
+  - json: { route: conversation, instruction: "" }
+  - json: { route: conversation, instruction: "" }
+reply: ["Still here.", "Yes."]
+"#;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_long_conversation_is_folded_into_its_summary_ten_messages_at_a_time(pool: PgPool) {
+    let api = api_with_assistant(&pool, LONG).await;
+    let ada = api.register("ada@example.com").await;
+    let start = api
+        .post("/api/personal_assistant/conversations/start", &ada, json!({}))
+        .await;
+    let conversation = start.json["conversation_id"].clone();
+    let path = format!("/api/database/conversations/{conversation}/messages");
+    for n in 0..29 {
+        let sender = if n % 2 == 0 { "user" } else { "assistant" };
+        let body = json!({ "sender_type": sender, "content": format!("groceries, message {n}") });
+        let added = api.post(&path, &ada, body).await;
+        assert_eq!(added.status, 201, "{:?}", added.json);
+    }
+    let summary = || async {
+        sqlx::query_as::<_, (Option<String>, Option<i64>)>(
+            "SELECT summary, (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id AND m.id <= c.summary_through)
+             FROM conversations c WHERE id = $1",
+        )
+        .bind(conversation.as_i64())
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+
+    // The 30th message: the 10 oldest leave the window of 20 and are summarized.
+    let folded = api
+        .post(
+            "/api/personal_assistant/analyze",
+            &ada,
+            json!({"query": "Are you there?", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(
+        (folded.status, &folded.json["final_output"]),
+        (200, &json!("Still here."))
+    );
+    assert_eq!(
+        summary().await,
+        (Some("Ada talked about groceries 15 times.".to_owned()), Some(10))
+    );
+
+    // 22 messages after the summary: not enough to fold again.
+    let next = api
+        .post(
+            "/api/personal_assistant/analyze",
+            &ada,
+            json!({"query": "Really?", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!((next.status, &next.json["final_output"]), (200, &json!("Yes.")));
+    assert_eq!(summary().await.1, Some(10));
+}
