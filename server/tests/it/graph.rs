@@ -259,3 +259,88 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The assistant's graph file `name`, checked with `finch`'s tools.
+fn assistant_graph(name: &str) -> engine::Graph {
+    let root = repo_root();
+    let options = engine::LoadOptions {
+        models: None,
+        tools: server::tools::specs(),
+    };
+    let path = root.join(format!("graphs/{name}.yaml"));
+    engine::load_with(&engine::Project::at(&root), &path, &options)
+        .unwrap_or_else(|d| panic!("{}", render(&d)))
+}
+
+/// Every node of `graph` and its subgraphs (and inside maps) that may change something
+/// outside the run, as `graph/node (tool)`.
+fn writers(graph: &engine::Graph, into: &mut Vec<String>) {
+    use engine::nodes::Node;
+    for (id, def) in &graph.nodes {
+        let node = match &def.node {
+            Node::Map(map) => &map.node.node,
+            node => node,
+        };
+        if node.writes_outside() {
+            let what = match node {
+                Node::Tool(tool) => tool.tool.as_str().to_owned(),
+                other => other.kind().to_owned(),
+            };
+            into.push(format!("{}/{} ({what})", graph.name, id.as_str()));
+        }
+    }
+    for subgraph in graph.subgraphs.values() {
+        writers(subgraph, into);
+    }
+}
+
+/// Injection resistance by construction: the graphs that read query results and stored
+/// text (the router's, the database agent, the behaviour analyst) have no writing node but the
+/// chart, which draws; a maker writes through one tool node, at most once a turn, and only
+/// right after its confirmation interrupt.
+#[test]
+fn only_the_makers_write_and_only_once_after_a_yes() {
+    for name in ["assistant", "database", "behaviour_analyst"] {
+        let mut found = Vec::new();
+        writers(&assistant_graph(name), &mut found);
+        let expected: &[&str] = match name {
+            "assistant" => &["assistant/draw (chart)"],
+            _ => &[],
+        };
+        assert_eq!(found, expected, "{name}");
+    }
+    for (name, tool) in [
+        ("goal_maker", "save_goal"),
+        ("budget_maker", "save_budget"),
+        ("transaction_maker", "add_expense"),
+    ] {
+        let graph = assistant_graph(name);
+        let mut found = Vec::new();
+        writers(&graph, &mut found);
+        assert_eq!(found, [format!("{name}/save ({tool})")]);
+        let save = graph.node("save").unwrap();
+        assert_eq!(
+            save.common.max_visits.as_ref().map(|visits| visits.value),
+            Some(1),
+            "{name}"
+        );
+        let sources: Vec<&engine::nodes::Node> = graph
+            .edges
+            .iter()
+            .filter(|edge| {
+                let save = engine::graph::Endpoint::Node(save.id.clone());
+                match &edge.next {
+                    engine::graph::Next::Static(targets) => targets.contains(&save),
+                    engine::graph::Next::Routes(routes) => routes.targets().contains(&&save),
+                }
+            })
+            .flat_map(|edge| &edge.from)
+            .map(|from| &graph.node(&from.to_string()).unwrap().node)
+            .collect();
+        assert!(!sources.is_empty(), "{name}");
+        assert!(
+            sources.iter().all(|node| node.kind() == "interrupt"),
+            "{name}: `save` must follow the confirmation only"
+        );
+    }
+}
