@@ -50,6 +50,8 @@ pub struct Answer {
     pub handoff: Option<String>,
     /// The conversation's new summary, and the last message it covers, when one was made.
     pub remembered: Option<(String, i64)>,
+    /// The yes-or-no question a maker asked, when one did.
+    pub confirmation: Option<String>,
 }
 
 /// How a turn of a graph ended.
@@ -177,6 +179,7 @@ impl Assistant {
                 let summary = remembered.get("summary")?.as_str()?.to_owned();
                 Some((summary, remembered.get("through")?.as_i64()?))
             }),
+            confirmation: None,
         })
     }
 

@@ -3,7 +3,7 @@
 //! same rows for a client that shows text only.
 //!
 //! The chart plots one label column (`x`) against one number column (`y`); both are picked
-//! from the rows when the graph does not name them. Rows that cannot make a chart (fewer than
+//! from the rows when the graph does not name them (never an `id` or `…_id` column for `y`). Rows that cannot make a chart (fewer than
 //! two, no number column) are `{ ok: false, error }`, so the graph can answer without one.
 //! Amounts stay decimal strings in the spec and the table; only the drawing uses floats.
 
@@ -70,8 +70,12 @@ fn draw(args: &Map<String, Value>) -> Result<Value, String> {
             .and_then(Value::as_str)
             .filter(|name| columns.contains(name))
     };
+    let is_id = |column: &str| column == "id" || column.ends_with("_id");
     let y = named("y")
-        .or_else(|| columns.iter().copied().find(|column| numeric(&rows, column)))
+        .or_else(|| {
+            let mut candidates = columns.iter().copied().filter(|column| !is_id(column));
+            candidates.find(|column| numeric(&rows, column))
+        })
         .ok_or("the rows have no column of numbers to draw")?;
     let x = named("x")
         .or_else(|| {
@@ -279,8 +283,8 @@ mod tests {
     fn categories_are_bars_and_the_columns_can_be_named() {
         let drawn = chart(&args(json!({
             "rows": [
-                { "category": "Groceries | food", "count": 4, "spent": "310.20" },
-                { "category": "<script>alert(1)</script>", "count": 9, "spent": "95.00" },
+                { "budget_id": 7, "category": "Groceries | food", "count": 4, "spent": "310.20" },
+                { "budget_id": 8, "category": "<script>alert(1)</script>", "count": 9, "spent": "95.00" },
             ],
             "y": "spent",
         })));
@@ -299,6 +303,16 @@ mod tests {
             svg.contains("&lt;script&gt;") && !svg.contains("<script>"),
             "labels are escaped: {svg}"
         );
+    }
+
+    #[test]
+    fn an_id_column_is_never_the_amount_drawn() {
+        let rows = json!([
+            { "budget_id": 7, "category": "Groceries", "count": 4 },
+            { "budget_id": 8, "category": "Transport", "count": 9 },
+        ]);
+        let drawn = chart(&args(json!({ "rows": rows })));
+        assert_eq!((&drawn["x"], &drawn["y"]), (&json!("category"), &json!("count")));
     }
 
     #[test]

@@ -25,15 +25,20 @@ pub struct Options {
     pub charts: Option<PathBuf>,
 }
 
-/// Seeds a demo user on `pool` (the demo user, or `demo+N@…` when it exists already).
+/// Seeds a demo user on `pool`: the demo user, or `demo+N@…` (one more than the highest
+/// taken) when it exists already.
 pub async fn seed(pool: &sqlx::PgPool, today: chrono::NaiveDate) -> anyhow::Result<demo::Demo> {
-    let taken: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM users WHERE lower(email) LIKE 'demo%@finch.example'")
-            .fetch_one(pool)
-            .await?;
+    let (taken, highest): (bool, i64) = sqlx::query_as(
+        r"SELECT coalesce(bool_or(lower(email) = $1), false),
+                 coalesce(max(substring(lower(email) from '^demo\+([0-9]{1,9})@finch\.example$')::bigint), 0)
+          FROM users",
+    )
+    .bind(DEMO_EMAIL)
+    .fetch_one(pool)
+    .await?;
     let email = match taken {
-        0 => DEMO_EMAIL.to_owned(),
-        n => format!("demo+{n}@finch.example"),
+        false => DEMO_EMAIL.to_owned(),
+        true => format!("demo+{}@finch.example", highest + 1),
     };
     let mut tx = pool.begin().await?;
     let seeded = demo::seed_user(&mut tx, &email, DEMO_PASSWORD, today, 2026).await?;

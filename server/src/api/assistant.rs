@@ -83,7 +83,7 @@ impl AssistantApi {
         )
         .await?;
         drop(conn);
-        let reply = match makers::awaiting(&self.0, conversation, query).await? {
+        let reply = match makers::awaiting(&self.0, user, conversation, query).await? {
             // A yes or no to the question a maker asked in this conversation.
             Some(maker) => self.maker(assistant, user, conversation, maker, query).await?,
             None => {
@@ -106,6 +106,7 @@ impl AssistantApi {
             agent,
             data,
             chart,
+            confirmation,
             ..
         } = reply;
         let mut stored = serde_json::Map::new();
@@ -114,6 +115,10 @@ impl AssistantApi {
         }
         if let Some(chart) = &chart {
             stored.insert("chart".to_owned(), chart.clone());
+        }
+        if let Some(question) = confirmation {
+            // What lets the next message answer it (see `makers::awaiting`).
+            stored.insert("confirmation".to_owned(), Value::String(question));
         }
         let mut conn = self.0.db.acquire().await?;
         conversations::add(
@@ -157,6 +162,7 @@ impl AssistantApi {
             chart: None,
             handoff: None,
             remembered: None,
+            confirmation: said.confirmation,
         })
     }
 

@@ -61,14 +61,17 @@ pub(super) fn maker(graph: &str) -> Option<&'static Maker> {
 #[derive(Debug)]
 pub(super) struct Said {
     pub(super) message: String,
+    /// The question waiting for a yes or no, if any.
+    pub(super) confirmation: Option<String>,
     pub(super) saved: Option<Value>,
 }
 
 impl Maker {
     pub(super) fn said(&self, turn: Turn) -> Said {
-        let (message, _, saved, _) = outcome(turn, self.draft);
+        let (message, _, saved, confirmation) = outcome(turn, self.draft);
         Said {
             message,
+            confirmation,
             saved: saved.map(|saved| saved[self.saved].clone()),
         }
     }
@@ -349,23 +352,43 @@ pub(super) async fn turn(
     Ok(turn)
 }
 
-/// The maker of `conversation` waiting for a confirmation that `said` answers, if any.
+/// The maker whose confirmation question `said` answers: the conversation's last answer must
+/// be that question (a maker's message holding a `confirmation`), and its run still waiting.
+/// A question left unanswered while the conversation went elsewhere is not answered by a
+/// later "ok".
 pub(super) async fn awaiting(
     ctx: &Ctx,
+    user: i64,
     conversation: i64,
     said: &str,
 ) -> Result<Option<&'static Maker>, ApiError> {
     if yes_or_no(said).is_none() {
         return Ok(None);
     }
-    let graph: Option<String> = sqlx::query_scalar(
-        "SELECT graph FROM conversation_threads
-         WHERE conversation_id = $1 AND pending_run IS NOT NULL ORDER BY graph LIMIT 1",
+    let last: Option<(String, bool)> = sqlx::query_as(
+        "SELECT agent, coalesce(jsonb_typeof(data -> 'confirmation') = 'string', false) FROM messages
+         WHERE user_id = $1 AND conversation_id = $2 AND sender = 'assistant'
+         ORDER BY id DESC LIMIT 1",
     )
+    .bind(user)
     .bind(conversation)
     .fetch_optional(&ctx.db)
     .await?;
-    Ok(graph.as_deref().and_then(maker))
+    let Some(maker) = last
+        .filter(|(_, asks)| *asks)
+        .and_then(|(agent, _)| MAKERS.into_iter().find(|maker| maker.agent == agent))
+    else {
+        return Ok(None);
+    };
+    let waiting: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM conversation_threads
+                        WHERE conversation_id = $1 AND graph = $2 AND pending_run IS NOT NULL)",
+    )
+    .bind(conversation)
+    .bind(maker.graph)
+    .fetch_one(&ctx.db)
+    .await?;
+    Ok(waiting.then_some(maker))
 }
 
 /// The maker's thread of the conversation (made on first use) and the run of it

@@ -6,15 +6,16 @@
 //! to 10 are not checked: they count things ("two suggestions", "top 3") more often than
 //! they quote data. Signs are ignored, and so are thousands separators.
 
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
 
 /// Whole numbers up to this are not checked.
 const SMALL: i64 = 10;
 
 /// Checks `texts` against `sources`: a text against one value, or a list of texts against a
-/// list of as many values, each text against its own. `{ ok, problems }`, with a problem per
-/// unsupported number (and one when the lists differ in length).
+/// list of as many values, each text against its own. `{ ok, problems, passed }`: a problem
+/// per unsupported number (and one when the lists differ in length), and the texts that had
+/// none, in order.
 pub(crate) fn check(texts: &Value, sources: &Value) -> Result<Value, String> {
     let pairs: Vec<(&Value, &Value)> = match (texts, sources) {
         (Value::String(_), source) => vec![(texts, source)],
@@ -32,12 +33,14 @@ pub(crate) fn check(texts: &Value, sources: &Value) -> Result<Value, String> {
             sources.len()
         ));
     }
+    let mut passed = Vec::new();
     for (index, (text, source)) in pairs.into_iter().enumerate() {
         let Some(text) = text.as_str() else {
             return Err("`texts` must be a text or a list of texts".to_owned());
         };
         let mut known = Vec::new();
         source_numbers(source, &mut known);
+        let before = problems.len();
         for (written, number) in numbers(text) {
             if !supported(number, &known) {
                 let which = match texts {
@@ -47,17 +50,23 @@ pub(crate) fn check(texts: &Value, sources: &Value) -> Result<Value, String> {
                 problems.push(format!("{which}{written} is not in its data"));
             }
         }
+        if problems.len() == before {
+            passed.push(text);
+        }
     }
-    Ok(json!({ "ok": problems.is_empty(), "problems": problems }))
+    Ok(json!({ "ok": problems.is_empty(), "problems": problems, "passed": passed }))
 }
 
 fn supported(number: Decimal, known: &[Decimal]) -> bool {
     if number.scale() == 0 && number <= Decimal::from(SMALL) {
         return true;
     }
-    known
-        .iter()
-        .any(|candidate| *candidate == number || candidate.round_dp(number.scale()) == number)
+    let rounded = |candidate: &Decimal, strategy| candidate.round_dp_with_strategy(number.scale(), strategy);
+    known.iter().any(|candidate| {
+        *candidate == number
+            || rounded(candidate, RoundingStrategy::MidpointAwayFromZero) == number
+            || rounded(candidate, RoundingStrategy::MidpointNearestEven) == number
+    })
 }
 
 /// Every number in a JSON value: numbers, and numbers inside texts (decimals, dates' parts).
@@ -128,6 +137,8 @@ mod tests {
             .is_empty()
         );
         assert!(problems("About 1,235 in October; 2 ideas follow.", rows.clone()).is_empty());
+        // Half up and half to even both pass: 12.50 is "13" or "12".
+        assert!(problems("About 13, or 12.", json!(["12.50"])).is_empty());
         assert_eq!(
             problems("You spent 1,500.00 in October, up 25% from 2025.", rows),
             [
@@ -147,7 +158,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             checked,
-            json!({ "ok": false, "problems": ["text 2: 310.20 is not in its data"] })
+            json!({ "ok": false, "problems": ["text 2: 310.20 is not in its data"], "passed": ["Groceries: 310.20."] })
         );
     }
 

@@ -460,3 +460,53 @@ async fn a_long_conversation_is_folded_into_its_summary_ten_messages_at_a_time(p
     assert_eq!((next.status, &next.json["final_output"]), (200, &json!("Yes.")));
     assert_eq!(summary().await.1, Some(10));
 }
+
+const STALE: &str = r#"
+route_turn:
+  - json: { route: goal, instruction: "" }
+  - json: { route: conversation, instruction: "" }
+  - json: { route: conversation, instruction: "" }
+gather:
+  - json:
+      goal: { action: create, name: Boat, target: "9000", due_date: "2036-01-31" }
+      complete: true
+      reply: A goal of 9000 for a boat.
+reply: ["Happy to help.", "Glad to hear it."]
+"#;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_question_the_conversation_moved_on_from_is_not_answered_by_a_later_ok(pool: PgPool) {
+    let api = api_with_assistant(&pool, STALE).await;
+    let ada = api.register("ada@example.com").await;
+    super::makers::salary(&api, &ada).await;
+    let mut conversation = Value::Null;
+    let mut said = Vec::new();
+    for query in [
+        "Save 9000 for a boat by 2036",
+        "Thanks, I will think about it",
+        "ok",
+    ] {
+        let mut body = json!({ "query": query });
+        if !conversation.is_null() {
+            body["conversation_id"] = conversation.clone();
+        }
+        let reply = api.post("/api/personal_assistant/analyze", &ada, body).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.json);
+        conversation = reply.json["conversation_id"].clone();
+        said.push((reply.json["agent"].clone(), reply.json["final_output"].clone()));
+    }
+    assert_eq!(
+        said,
+        [
+            (
+                json!("GoalMaker"),
+                json!("Shall I create the goal \"Boat\": 9000 by 2036-01-31?")
+            ),
+            (json!("assistant"), json!("Happy to help.")),
+            (json!("assistant"), json!("Glad to hear it.")),
+        ]
+    );
+    assert!(super::makers::goals(&api, &ada).await.is_empty());
+    let kept = messages(&api, &ada, &conversation).await;
+    assert_eq!(kept[1]["data"]["confirmation"], said[0].1);
+}
