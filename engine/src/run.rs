@@ -209,6 +209,7 @@ impl Engine {
         if !events.is_nested() {
             events.emit(Event::RunStarted {
                 graph: graph.name.clone(),
+                run: None,
             });
         }
         Ok(self

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::diagnostic::{Diagnostic, render};
 use crate::graph::{Graph, load_source};
-use crate::run::{Answers, Checkpoint, Engine, Events, RunError, RunOutcome, State, prepare};
+use crate::run::{Answers, Checkpoint, Engine, Event, Events, RunError, RunOutcome, State, prepare};
 use crate::store::{Head, Lease, RunJournal, StartMode, Started, Store, StoreError, ThreadRow};
 
 /// Why a durable run could not start or continue.
@@ -116,11 +116,26 @@ impl Worker {
         mode: StartMode,
         events: &Events,
     ) -> Result<Ran, WorkerError> {
+        self.start_as(Uuid::now_v7(), thread, input, context, mode, events)
+            .await
+    }
+
+    /// [`start`](Worker::start) with the run's id chosen by the caller (a new UUID), so it can
+    /// be told before the run ends: to an HTTP client, or to the log its events go to.
+    pub async fn start_as(
+        &self,
+        run: Uuid,
+        thread: Uuid,
+        input: State,
+        context: State,
+        mode: StartMode,
+        events: &Events,
+    ) -> Result<Ran, WorkerError> {
         let kept = self.heads.lock().expect("heads lock").remove(&thread);
         if let Some((version, head)) = kept {
             let graph = self.graph(&version).await?;
             match self
-                .start_at(&graph, thread, head, &input, &context, mode, events)
+                .start_at(&graph, (run, thread), head, &input, &context, mode, events)
                 .await
             {
                 Err(WorkerError::Store(StoreError::Stale { .. })) => {}
@@ -130,7 +145,7 @@ impl Worker {
         let stored = self.store.load(thread, None).await?;
         let graph = self.graph(&stored.version).await?;
         let head = stored.head(&graph)?;
-        self.start_at(&graph, thread, head, &input, &context, mode, events)
+        self.start_at(&graph, (run, thread), head, &input, &context, mode, events)
             .await
     }
 
@@ -139,7 +154,7 @@ impl Worker {
     async fn start_at(
         &self,
         graph: &Graph,
-        thread: Uuid,
+        (run, thread): (Uuid, Uuid),
         head: Head,
         input: &State,
         context: &State,
@@ -147,7 +162,6 @@ impl Worker {
         events: &Events,
     ) -> Result<Ran, WorkerError> {
         let (checkpoint, writes) = prepare(graph, head.state, input.clone(), context.clone())?;
-        let run = Uuid::now_v7();
         let lease = Lease {
             run,
             thread,
@@ -187,6 +201,16 @@ impl Worker {
             )),
             None => Ok(None),
         }
+    }
+
+    /// Removes an ended run and what it wrote ([`Store::roll_back`]), and forgets the state
+    /// this worker kept of its thread.
+    pub async fn roll_back(&self, run: Uuid) -> Result<(), WorkerError> {
+        let thread = self.store.run(run).await?.thread_id;
+        self.heads.lock().expect("heads lock").remove(&thread);
+        self.store.roll_back(run).await?;
+        self.heads.lock().expect("heads lock").remove(&thread);
+        Ok(())
     }
 
     /// Starts the oldest queued run whose thread is free, and runs it.
@@ -256,6 +280,10 @@ impl Worker {
         events: &Events,
     ) -> Result<Ran, WorkerError> {
         let lease = journal.lease().clone();
+        events.emit(Event::RunStarted {
+            graph: graph.name.clone(),
+            run: Some(lease.run),
+        });
         let renew = async {
             let mut tick = tokio::time::interval(self.store.lease / 3);
             tick.tick().await;

@@ -24,6 +24,7 @@ mod notifications;
 mod page;
 pub mod problem;
 mod request_log;
+mod threads;
 mod transactions;
 mod users;
 
@@ -52,6 +53,8 @@ pub struct ApiConfig {
     pub logins_per_minute: u32,
     /// The assistant's graphs and models; without it the assistant's routes answer 503.
     pub assistant: Option<Arc<crate::assistant::Assistant>>,
+    /// Threads and runs for API clients; without it `/api/threads` answers 503.
+    pub runs: Option<Arc<crate::runs::Runs>>,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +65,7 @@ impl Default for ApiConfig {
             token_ttl: Duration::from_secs(30 * 24 * 3600),
             logins_per_minute: 10,
             assistant: None,
+            runs: None,
         }
     }
 }
@@ -82,6 +86,7 @@ pub(crate) struct Ctx {
     /// Login attempts, per email.
     pub(crate) logins: Arc<governor::DefaultKeyedRateLimiter<String>>,
     pub(crate) assistant: Option<Arc<crate::assistant::Assistant>>,
+    pub(crate) runs: Option<Arc<crate::runs::Runs>>,
 }
 
 impl Ctx {
@@ -94,6 +99,7 @@ impl Ctx {
                 per_minute,
             ))),
             assistant: config.assistant.clone(),
+            runs: config.runs.clone(),
         }
     }
 }
@@ -125,6 +131,8 @@ pub(crate) enum Tag {
     Conversations,
     /// The assistant: messages answered by its agents.
     Assistant,
+    /// Threads and runs of the graphs, streamed, interrupted and resumed.
+    Threads,
 }
 
 type Apis = (
@@ -140,7 +148,7 @@ type Apis = (
         notifications::NotificationsApi,
         conversations::ConversationsApi,
     ),
-    (assistant::AssistantApi, makers::MakersApi),
+    (assistant::AssistantApi, makers::MakersApi, threads::ThreadsApi),
 );
 
 fn service(ctx: Ctx) -> OpenApiService<Apis, ()> {
@@ -165,7 +173,11 @@ fn service(ctx: Ctx) -> OpenApiService<Apis, ()> {
             notifications::NotificationsApi(ctx.clone()),
             conversations::ConversationsApi(ctx.clone()),
         ),
-        (assistant::AssistantApi(ctx.clone()), makers::MakersApi(ctx)),
+        (
+            assistant::AssistantApi(ctx.clone()),
+            makers::MakersApi(ctx.clone()),
+            threads::ThreadsApi(ctx),
+        ),
     );
     OpenApiService::new(apis, "Finch", env!("CARGO_PKG_VERSION"))
         .description(

@@ -102,15 +102,8 @@ impl Assistant {
                 .with_context(|| format!("loading {}", path.display()))?;
             graphs.insert(*name, Arc::new(graph));
         }
-        let mut engine = Engine::new(llm).with_database(db.clone());
-        for tool in crate::tools::all() {
-            engine = engine.with_host_tool(tool);
-        }
-        if let Some(sandbox) = sandbox {
-            engine = engine.with_sandbox(sandbox);
-        }
         let worker = Worker::new(
-            engine,
+            engine(llm, db.clone(), sandbox),
             Store::new(db),
             format!("finch-serve:{}", std::process::id()),
         );
@@ -208,6 +201,18 @@ impl Assistant {
             .await
             .map_err(busy)?;
         turn(ran)
+    }
+}
+
+/// An engine with `llm`, the database, `finch`'s tools and the SQL sandbox.
+pub fn engine(llm: Arc<dyn LlmClient>, db: sqlx::PgPool, sandbox: Option<Arc<Sandbox>>) -> Engine {
+    let mut engine = Engine::new(llm).with_database(db);
+    for tool in crate::tools::all() {
+        engine = engine.with_host_tool(tool);
+    }
+    match sandbox {
+        Some(sandbox) => engine.with_sandbox(sandbox),
+        None => engine,
     }
 }
 

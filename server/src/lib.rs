@@ -10,6 +10,7 @@ mod cli;
 mod config;
 pub mod demo;
 pub mod finance;
+pub mod runs;
 pub mod tools;
 
 use std::path::PathBuf;

@@ -19,6 +19,9 @@ use crate::llm::LlmCall;
 pub enum Event {
     RunStarted {
         graph: String,
+        /// The run's id, when it is a durable run (a worker's).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        run: Option<uuid::Uuid>,
     },
     NodeStarted {
         step: u32,

@@ -118,6 +118,22 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Deletes a thread and everything it holds (runs, log, items, snapshots); `false` when
+    /// there was no such thread.
+    pub async fn delete_thread(&self, thread: Uuid) -> Result<bool, StoreError> {
+        let gone: i64 = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM threads WHERE id = $1 RETURNING id), \
+             steps AS (DELETE FROM steps WHERE thread_id = $1), \
+             items AS (DELETE FROM items WHERE thread_id = $1), \
+             snapshots AS (DELETE FROM snapshots WHERE thread_id = $1) \
+             SELECT count(*) FROM gone",
+        )
+        .bind(thread)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(gone == 1)
+    }
+
     /// Deletes threads not updated since `before` and with no open run, but the `keep_last`
     /// most recently updated ones; returns how many went.
     pub async fn prune(&self, before: DateTime<Utc>, keep_last: i64) -> Result<u64, StoreError> {

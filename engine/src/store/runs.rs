@@ -308,6 +308,66 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Removes a run that has ended without succeeding (cancelled, failed) and everything it
+    /// wrote to its thread's log, so the thread's state is again what it was before the run.
+    /// Only the thread's last run can go: entries of a later run would lose what they follow.
+    pub async fn roll_back(&self, run: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(Uuid, String)> =
+            sqlx::query_as("SELECT thread_id, status FROM runs WHERE id = $1 FOR UPDATE")
+                .bind(run)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((thread, status)) = row else {
+            return Err(StoreError::NoRun(run));
+        };
+        if !matches!(status.as_str(), "cancelled" | "failed") {
+            return Err(StoreError::WrongStatus {
+                run,
+                status,
+                expected: "cancelled or failed",
+            });
+        }
+        let first: Option<i64> = sqlx::query_scalar("SELECT min(seq) FROM steps WHERE run_id = $1")
+            .bind(run)
+            .fetch_one(&mut *tx)
+            .await?;
+        if let Some(first) = first {
+            let later: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM steps WHERE thread_id = $1 AND seq >= $2 AND run_id <> $3)",
+            )
+            .bind(thread)
+            .bind(first)
+            .bind(run)
+            .fetch_one(&mut *tx)
+            .await?;
+            if later {
+                return Err(StoreError::WrongStatus {
+                    run,
+                    status: "followed by another run".to_owned(),
+                    expected: "the thread's last run",
+                });
+            }
+            sqlx::query(
+                "WITH items AS (DELETE FROM items WHERE thread_id = $1 AND seq >= $2),
+                      snapshots AS (DELETE FROM snapshots WHERE thread_id = $1 AND seq >= $2)
+                 DELETE FROM steps WHERE thread_id = $1 AND seq >= $2",
+            )
+            .bind(thread)
+            .bind(first)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM runs WHERE id = $1")
+            .bind(run)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 fn lease(run: Uuid, thread: Uuid, fence: i64, owner: &str) -> Lease {
     Lease {
         run,

@@ -19,6 +19,7 @@ use crate::api::{self, ApiConfig};
 use crate::assistant::Assistant;
 use crate::config::Config;
 use crate::finance;
+use crate::runs::Runs;
 
 /// Where the database is.
 #[derive(Debug, clap::Args)]
@@ -129,7 +130,7 @@ pub(crate) struct ServeArgs {
 pub(crate) async fn serve(args: ServeArgs, config_path: &Path) -> anyhow::Result<ExitCode> {
     init_logs(&args.log_format)?;
     let pool = args.db.connect().await?;
-    let assistant = assistant(&args, config_path, &pool).await;
+    let (assistant, runs) = assistant(&args, config_path, &pool).await;
     let config = ApiConfig {
         cors_origins: args
             .cors_allowed_origins
@@ -140,6 +141,7 @@ pub(crate) async fn serve(args: ServeArgs, config_path: &Path) -> anyhow::Result
         token_ttl: Duration::from_secs(args.token_ttl_hours * 3600),
         logins_per_minute: args.logins_per_minute,
         assistant,
+        runs,
     };
     let income = tokio::spawn(credit_income(
         pool.clone(),
@@ -161,28 +163,39 @@ pub(crate) async fn serve(args: ServeArgs, config_path: &Path) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// The assistant, or (logged) why there is none: its routes then answer 503.
-async fn assistant(args: &ServeArgs, config_path: &Path, pool: &PgPool) -> Option<Arc<Assistant>> {
+/// The assistant and the threads of API clients, or (logged) why there are none: their
+/// routes then answer 503.
+async fn assistant(
+    args: &ServeArgs,
+    config_path: &Path,
+    pool: &PgPool,
+) -> (Option<Arc<Assistant>>, Option<Arc<Runs>>) {
     let loaded = async {
         let config = Config::read(config_path)?;
         let llm = llm_for_worker(&args.llm, config.as_ref())?;
         let sandbox = args.sandbox.connect(pool, config.as_ref()).await;
-        Assistant::load(
+        let runs = Runs::new(
+            &args.project,
+            crate::assistant::engine(llm.clone(), pool.clone(), sandbox.clone()),
+            pool.clone(),
+        );
+        let assistant = Assistant::load(
             &args.project,
             llm,
             pool.clone(),
             sandbox,
             args.assistant_turns_per_minute,
-        )
+        )?;
+        anyhow::Ok((assistant, runs))
     };
     match loaded.await {
-        Ok(assistant) => Some(Arc::new(assistant)),
+        Ok((assistant, runs)) => (Some(Arc::new(assistant)), Some(runs)),
         Err(err) => {
             tracing::warn!(
                 error = format!("{err:#}"),
                 "the assistant is off: its routes answer 503"
             );
-            None
+            (None, None)
         }
     }
 }

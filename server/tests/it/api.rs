@@ -7,6 +7,7 @@ mod isolation;
 mod ledger;
 mod makers;
 mod routes;
+mod threads;
 
 use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderMap, Method};

@@ -1,0 +1,582 @@
+//! `/api/threads`: the engine's threads and runs as resources, in the shape of the LangGraph
+//! Agent Server API (threads, state, history, runs in the background, waited for or streamed
+//! over SSE, interrupts answered over HTTP). Every route finds the thread through its owner:
+//! another user's thread, or one that does not exist, is 404 alike.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use poem::web::sse::Event as SseEvent;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::{Enum, Object, OpenApi};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::auth::Auth;
+use super::input::Input;
+use super::{ApiError, Created, Ctx, Tag};
+use crate::runs::log::{Entry, MODES};
+use crate::runs::{Policy, Runs, RunsError, StateView, ThreadView};
+
+pub(crate) struct ThreadsApi(pub(crate) Ctx);
+
+/// The graph a thread runs when its creator names none.
+const DEFAULT_GRAPH: &str = "assistant";
+
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewThread {
+    /// The graph the thread runs (a name in `graphs/`), pinned to its current version;
+    /// `assistant` when left out.
+    graph: Option<String>,
+    /// Anything the client wants to find the thread by.
+    metadata: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Debug, Object)]
+pub(crate) struct Thread {
+    thread_id: Uuid,
+    graph: String,
+    /// The version of the graph the thread's runs use.
+    graph_version: String,
+    metadata: Value,
+    /// `idle`, `busy`, `interrupted` or `error`, from its last run.
+    status: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<ThreadView> for Thread {
+    fn from(view: ThreadView) -> Self {
+        Thread {
+            thread_id: view.row.id,
+            graph: view.row.graph,
+            graph_version: view.row.graph_version,
+            metadata: view.row.metadata,
+            status: view.status.to_owned(),
+            created_at: view.row.created_at,
+            updated_at: view.row.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ThreadSearch {
+    /// Threads whose metadata contains all of these keys and values.
+    metadata: Option<BTreeMap<String, Value>>,
+    /// `idle`, `busy`, `interrupted` or `error`.
+    status: Option<String>,
+    /// At most this many (default 20, at most 100).
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Debug, Object)]
+pub(crate) struct ThreadState {
+    /// The state's fields.
+    values: Value,
+    /// The nodes that run next, while a run is open.
+    next: Vec<String>,
+    /// The questions the thread's run waits for: `[{id, payload}]`.
+    interrupts: Value,
+    /// The log entry this state follows (0 before any) and the run that wrote it.
+    checkpoint: CheckpointRef,
+    graph_version: String,
+}
+
+#[derive(Debug, Object)]
+pub(crate) struct CheckpointRef {
+    seq: i64,
+    run_id: Option<Uuid>,
+}
+
+impl From<StateView> for ThreadState {
+    fn from(view: StateView) -> Self {
+        ThreadState {
+            values: Value::Object(view.values),
+            next: view.next,
+            interrupts: view.interrupts,
+            checkpoint: CheckpointRef {
+                seq: view.seq,
+                run_id: view.run_id,
+            },
+            graph_version: view.graph_version,
+        }
+    }
+}
+
+/// One entry of a thread's log.
+#[derive(Debug, Object)]
+pub(crate) struct HistoryEntry {
+    seq: i64,
+    run_id: Uuid,
+    /// The run's step (0 is its input).
+    step: i32,
+    /// The nodes that ran in it.
+    nodes: Vec<String>,
+    /// What they wrote: `[{field, value}]` (an `append` field's items are in the state).
+    writes: Value,
+    graph_version: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+/// What to do when the thread already has a run that has not ended.
+#[derive(Debug, Clone, Copy, Enum, Deserialize, Default)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum MultitaskStrategy {
+    /// 409, and nothing starts.
+    #[default]
+    Reject,
+    /// The run waits for the thread, then runs.
+    Enqueue,
+    /// The open run is cancelled; what it wrote stays.
+    Interrupt,
+    /// The open run is cancelled and what it wrote removed.
+    Rollback,
+}
+
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewRun {
+    /// The graph's `input` fields.
+    input: Option<BTreeMap<String, Value>>,
+    /// The graph's `context` fields; `user_id` is always the caller's.
+    context: Option<BTreeMap<String, Value>>,
+    /// When the thread has an open run (default `reject`).
+    multitask_strategy: Option<MultitaskStrategy>,
+    /// For `runs/stream`: `values` (default), `updates`, `messages`, `events`, one or several.
+    stream_mode: Option<Vec<String>>,
+}
+
+#[derive(Debug, Object)]
+pub(crate) struct Run {
+    run_id: Uuid,
+    thread_id: Uuid,
+    /// `pending`, `running`, `interrupted`, `succeeded`, `failed` or `cancelled`.
+    status: String,
+    error: Option<String>,
+    graph_version: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<engine::store::RunRow> for Run {
+    fn from(row: engine::store::RunRow) -> Self {
+        Run {
+            run_id: row.id,
+            thread_id: row.thread_id,
+            status: row.status,
+            error: row.error,
+            graph_version: row.graph_version,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// A run that stopped, with the thread's state.
+#[derive(Debug, Object)]
+pub(crate) struct RunResult {
+    run: Run,
+    state: ThreadState,
+}
+
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Resume {
+    /// The answer to the one question the run waits for.
+    answer: Option<Value>,
+    /// Answers by interrupt id, when it waits for several.
+    answers: Option<BTreeMap<String, Value>>,
+}
+
+/// One entry of a run's stream (the SSE `data`).
+type Stream = EventStream<BoxStream<'static, Value>>;
+
+#[OpenApi(prefix_path = "/threads", tag = "Tag::Threads")]
+impl ThreadsApi {
+    /// Creates a thread of a graph, for the caller.
+    #[oai(path = "/", method = "post")]
+    async fn create(&self, auth: Auth, body: Input<NewThread>) -> Result<Created<Thread>, ApiError> {
+        let new = body.value;
+        let graph = new.graph.as_deref().unwrap_or(DEFAULT_GRAPH);
+        let metadata = Value::Object(new.metadata.unwrap_or_default().into_iter().collect());
+        let thread = self.runs()?.create_thread(auth.0.user_id, graph, metadata).await;
+        Ok(Created::Created(Json(thread.map_err(runs_error)?.into())))
+    }
+
+    /// The caller's threads, newest first, filtered by metadata and status.
+    #[oai(path = "/search", method = "post")]
+    async fn search(&self, auth: Auth, body: Input<ThreadSearch>) -> Result<Json<Vec<Thread>>, ApiError> {
+        let search = body.value;
+        let limit = search.limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::invalid("limit", "must be between 1 and 100"));
+        }
+        let metadata = Value::Object(search.metadata.unwrap_or_default().into_iter().collect());
+        let found = self
+            .runs()?
+            .search(
+                auth.0.user_id,
+                None,
+                &metadata,
+                search.status.as_deref(),
+                limit,
+                search.offset.unwrap_or(0).max(0),
+            )
+            .await
+            .map_err(runs_error)?;
+        Ok(Json(found.into_iter().map(Thread::from).collect()))
+    }
+
+    /// One of the caller's threads.
+    #[oai(path = "/:thread_id", method = "get")]
+    async fn get(&self, auth: Auth, thread_id: Path<Uuid>) -> Result<Json<Thread>, ApiError> {
+        let thread = self.runs()?.thread(auth.0.user_id, thread_id.0).await;
+        Ok(Json(thread.map_err(runs_error)?.into()))
+    }
+
+    /// Deletes one of the caller's threads, its runs (an open one is cancelled) and its log.
+    #[oai(path = "/:thread_id", method = "delete")]
+    async fn delete(&self, auth: Auth, thread_id: Path<Uuid>) -> Result<(), ApiError> {
+        let deleted = self.runs()?.delete_thread(auth.0.user_id, thread_id.0).await;
+        deleted.map_err(runs_error)
+    }
+
+    /// A thread's state: now, or after log entry `checkpoint`.
+    #[oai(path = "/:thread_id/state", method = "get")]
+    async fn state(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        checkpoint: Query<Option<i64>>,
+    ) -> Result<Json<ThreadState>, ApiError> {
+        let state = self
+            .runs()?
+            .state(auth.0.user_id, thread_id.0, checkpoint.0)
+            .await;
+        Ok(Json(state.map_err(runs_error)?.into()))
+    }
+
+    /// A thread's log, newest first: `limit` entries (default 20) before entry `before`.
+    #[oai(path = "/:thread_id/history", method = "get")]
+    async fn history(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        limit: Query<Option<usize>>,
+        before: Query<Option<i64>>,
+    ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+        let limit = limit.0.unwrap_or(20);
+        if !(1..=1000).contains(&limit) {
+            return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+        }
+        let entries = self
+            .runs()?
+            .history(auth.0.user_id, thread_id.0, limit, before.0)
+            .await
+            .map_err(runs_error)?;
+        Ok(Json(
+            entries
+                .into_iter()
+                .map(|entry| HistoryEntry {
+                    seq: entry.seq,
+                    run_id: entry.run_id,
+                    step: entry.step,
+                    nodes: entry.nodes,
+                    writes: entry.writes,
+                    graph_version: entry.graph_version,
+                    created_at: entry.created_at,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Starts a run on the thread, in the background.
+    #[oai(path = "/:thread_id/runs", method = "post")]
+    async fn create_run(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        body: Input<NewRun>,
+    ) -> Result<Created<Run>, ApiError> {
+        let run = self.start(&auth, thread_id.0, body.value).await?;
+        Ok(Created::Created(Json(run.into())))
+    }
+
+    /// Starts a run and waits until it stops (ends, pauses at an interrupt, or fails).
+    #[oai(path = "/:thread_id/runs/wait", method = "post")]
+    async fn wait(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        body: Input<NewRun>,
+    ) -> Result<Json<RunResult>, ApiError> {
+        let run = self.start(&auth, thread_id.0, body.value).await?;
+        self.joined(&auth, thread_id.0, run.id).await
+    }
+
+    /// Starts a run and streams it as server-sent events, each with an `id`.
+    #[oai(path = "/:thread_id/runs/stream", method = "post")]
+    async fn stream(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        body: Input<NewRun>,
+    ) -> Result<Stream, ApiError> {
+        let modes = modes(body.value.stream_mode.clone())?;
+        let run = self.start(&auth, thread_id.0, body.value).await?;
+        self.follow(run.id, modes, None)
+    }
+
+    /// The thread's runs, newest first.
+    #[oai(path = "/:thread_id/runs", method = "get")]
+    async fn list_runs(&self, auth: Auth, thread_id: Path<Uuid>) -> Result<Json<Vec<Run>>, ApiError> {
+        let runs = self.runs()?.runs(auth.0.user_id, thread_id.0).await;
+        Ok(Json(
+            runs.map_err(runs_error)?.into_iter().map(Run::from).collect(),
+        ))
+    }
+
+    /// One run of the thread.
+    #[oai(path = "/:thread_id/runs/:run_id", method = "get")]
+    async fn get_run(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        run_id: Path<Uuid>,
+    ) -> Result<Json<Run>, ApiError> {
+        let run = self.runs()?.run(auth.0.user_id, thread_id.0, run_id.0).await;
+        Ok(Json(run.map_err(runs_error)?.into()))
+    }
+
+    /// Cancels a run that has not ended; a running one stops at its next step.
+    #[oai(path = "/:thread_id/runs/:run_id/cancel", method = "post")]
+    async fn cancel(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        run_id: Path<Uuid>,
+    ) -> Result<Json<Run>, ApiError> {
+        let run = self.runs()?.cancel(auth.0.user_id, thread_id.0, run_id.0).await;
+        Ok(Json(run.map_err(runs_error)?.into()))
+    }
+
+    /// Waits until a run stops, then returns it with the thread's state.
+    #[oai(path = "/:thread_id/runs/:run_id/join", method = "get")]
+    async fn join(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        run_id: Path<Uuid>,
+    ) -> Result<Json<RunResult>, ApiError> {
+        self.joined(&auth, thread_id.0, run_id.0).await
+    }
+
+    /// A run's stream, from the start, or after the event `Last-Event-ID` names.
+    #[oai(path = "/:thread_id/runs/:run_id/stream", method = "get")]
+    async fn join_stream(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        run_id: Path<Uuid>,
+        stream_mode: Query<Option<String>>,
+        #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<String>>,
+    ) -> Result<Stream, ApiError> {
+        self.runs()?
+            .run(auth.0.user_id, thread_id.0, run_id.0)
+            .await
+            .map_err(runs_error)?;
+        let modes = modes(
+            stream_mode
+                .0
+                .map(|modes| modes.split(',').map(str::to_owned).collect()),
+        )?;
+        let after = match last_event_id.0 {
+            Some(id) => Some(id.trim().parse::<u64>().map_err(|_| ApiError::BadRequest {
+                detail: "Last-Event-ID must be the id of an event of this stream".to_owned(),
+                field: Some("Last-Event-ID".to_owned()),
+            })?),
+            None => None,
+        };
+        self.follow(run_id.0, modes, after)
+    }
+
+    /// Answers the questions an interrupted run waits for, and continues it in the background.
+    #[oai(path = "/:thread_id/runs/:run_id/resume", method = "post")]
+    async fn resume(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        run_id: Path<Uuid>,
+        body: Input<Resume>,
+    ) -> Result<Json<Run>, ApiError> {
+        let runs = self.runs()?;
+        let (user, thread, run) = (auth.0.user_id, thread_id.0, run_id.0);
+        let answers = match (body.value.answer, body.value.answers) {
+            (Some(answer), None) => {
+                let state = runs.state(user, thread, None).await.map_err(runs_error)?;
+                let ids: Vec<String> = state
+                    .interrupts
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|interrupt| interrupt["id"].as_str().map(str::to_owned))
+                    .collect();
+                match ids.as_slice() {
+                    [id] => [(id.clone(), answer)].into(),
+                    [] => return Err(ApiError::invalid("answer", "the run waits for no answer")),
+                    _ => {
+                        let detail = format!(
+                            "the run waits for several answers ({}): send `answers`",
+                            ids.join(", ")
+                        );
+                        return Err(ApiError::invalid("answer", detail));
+                    }
+                }
+            }
+            (None, Some(answers)) => answers.into_iter().collect(),
+            _ => {
+                return Err(ApiError::invalid(
+                    "answer",
+                    "send `answer` or `answers`, not both",
+                ));
+            }
+        };
+        let resumed = runs.resume(user, thread, run, answers).await;
+        Ok(Json(resumed.map_err(runs_error)?.into()))
+    }
+}
+
+impl ThreadsApi {
+    fn runs(&self) -> Result<&Arc<Runs>, ApiError> {
+        self.0
+            .runs
+            .as_ref()
+            .ok_or(ApiError::AssistantUnavailable { retry_after: 30 })
+    }
+
+    async fn start(&self, auth: &Auth, thread: Uuid, new: NewRun) -> Result<engine::store::RunRow, ApiError> {
+        let policy = match new.multitask_strategy.unwrap_or_default() {
+            MultitaskStrategy::Reject => Policy::Reject,
+            MultitaskStrategy::Enqueue => Policy::Enqueue,
+            MultitaskStrategy::Interrupt => Policy::Interrupt,
+            MultitaskStrategy::Rollback => Policy::Rollback,
+        };
+        let input = new.input.unwrap_or_default().into_iter().collect();
+        let context = new.context.unwrap_or_default().into_iter().collect();
+        self.runs()?
+            .start(auth.0.user_id, thread, input, context, policy)
+            .await
+            .map_err(runs_error)
+    }
+
+    async fn joined(&self, auth: &Auth, thread: Uuid, run: Uuid) -> Result<Json<RunResult>, ApiError> {
+        let runs = self.runs()?;
+        let row = runs.join(auth.0.user_id, thread, run).await.map_err(runs_error)?;
+        let state = runs
+            .state(auth.0.user_id, thread, None)
+            .await
+            .map_err(runs_error)?;
+        Ok(Json(RunResult {
+            run: row.into(),
+            state: state.into(),
+        }))
+    }
+
+    /// The run's stream for `modes`, after entry `after`, until the run stops.
+    fn follow(&self, run: Uuid, modes: Vec<String>, after: Option<u64>) -> Result<Stream, ApiError> {
+        let Some(log) = self.runs()?.log(run) else {
+            return Err(ApiError::Conflict {
+                code: "stream_gone",
+                detail: "this run's stream is no longer kept; read the thread's state and history".to_owned(),
+            });
+        };
+        let entries = futures::stream::unfold(
+            (log, log_changes(run, &self.0), after, false),
+            move |(log, mut changes, mut after, done)| {
+                let modes = modes.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    loop {
+                        changes.borrow_and_update();
+                        let (entries, stopped) = log.since(after);
+                        if let Some(last) = entries.last() {
+                            after = Some(last.id);
+                        }
+                        let ended = stopped && entries.iter().any(|entry| entry.event == "end");
+                        let mine: Vec<Entry> =
+                            entries.into_iter().filter(|entry| entry.is_for(&modes)).collect();
+                        if !mine.is_empty() || ended {
+                            return Some((mine, (log, changes, after, ended)));
+                        }
+                        if changes.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                }
+            },
+        )
+        .flat_map(futures::stream::iter)
+        .map(|entry| serde_json::json!({ "id": entry.id, "event": entry.event, "data": entry.data }))
+        .boxed();
+        Ok(EventStream::new(entries)
+            .keep_alive(std::time::Duration::from_secs(15))
+            .to_event(|item| {
+                SseEvent::message(item["data"].to_string())
+                    .event_type(item["event"].as_str().unwrap_or("message"))
+                    .id(item["id"].to_string())
+            }))
+    }
+}
+
+fn log_changes(run: Uuid, ctx: &Ctx) -> tokio::sync::watch::Receiver<bool> {
+    match ctx.runs.as_ref().and_then(|runs| runs.log(run)) {
+        Some(log) => log.subscribe(),
+        None => tokio::sync::watch::Sender::new(true).subscribe(),
+    }
+}
+
+/// The stream modes asked for: `values` when none.
+fn modes(asked: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+    let modes = asked
+        .filter(|modes| !modes.is_empty())
+        .unwrap_or_else(|| vec!["values".to_owned()]);
+    for mode in &modes {
+        if !MODES.contains(&mode.as_str()) {
+            return Err(ApiError::invalid(
+                "stream_mode",
+                format!(
+                    "`{mode}` is not a stream mode; the modes are {}",
+                    MODES.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(modes)
+}
+
+fn runs_error(err: RunsError) -> ApiError {
+    match err {
+        RunsError::NotFound(what) => ApiError::NotFound { what },
+        RunsError::Busy { run } => ApiError::Conflict {
+            code: "thread_busy",
+            detail: format!(
+                "the thread has a run that has not ended (`{run}`); wait for it, or send `multitask_strategy`"
+            ),
+        },
+        RunsError::Invalid(detail) => ApiError::Unprocessable {
+            code: "invalid_run",
+            detail,
+        },
+        RunsError::Store(err) => ApiError::Internal(err.into()),
+        RunsError::Worker(err) => ApiError::Internal(err.into()),
+    }
+}

@@ -1,0 +1,536 @@
+//! Threads and runs for HTTP clients (`api/threads.rs`): the engine's durable threads, owned by
+//! the user who created them, with runs started in the background and their events kept as
+//! a stream clients can read, leave and read again ([`log`]).
+//!
+//! A run goes on when its client disconnects: it belongs to the server, not to the request.
+//! Its stream stays in memory while it runs and for [`KEEP_STOPPED`] after it stops; its
+//! state and log are in PostgreSQL for good (`GET …/state`, `GET …/history`).
+
+pub mod log;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::registry::{Registry, RegistryEvent};
+use engine::run::{Answers, Checkpoint, Engine, Event, Events, State};
+use engine::source::Folders;
+use engine::store::{RunRow, StartMode, Store, StoreError, ThreadRow};
+use engine::worker::{Ran, Worker, WorkerError};
+use engine::{Graph, LoadOptions};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use log::RunLog;
+
+/// How long a stopped run's stream stays readable.
+pub const KEEP_STOPPED: Duration = Duration::from_secs(600);
+
+/// What to do with a new run when its thread already has one that has not ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Refuse the new run (409).
+    #[default]
+    Reject,
+    /// Run it once the thread is free.
+    Enqueue,
+    /// Cancel the open run, then start.
+    Interrupt,
+    /// Cancel the open run and remove what it wrote, then start.
+    Rollback,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("the thread has a run that has not ended (`{run}`)")]
+    Busy { run: Uuid },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Worker(WorkerError),
+}
+
+impl From<WorkerError> for RunsError {
+    fn from(err: WorkerError) -> Self {
+        match err {
+            WorkerError::Store(StoreError::Conflict { run, .. }) => RunsError::Busy { run },
+            WorkerError::Store(err) => RunsError::Store(err),
+            WorkerError::Run(err) => RunsError::Invalid(err.to_string()),
+            err => RunsError::Worker(err),
+        }
+    }
+}
+
+/// A thread as clients see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadView {
+    pub row: ThreadRow,
+    /// `idle`, `busy`, `interrupted` or `error`, from its last run.
+    pub status: &'static str,
+}
+
+/// A thread as read with its status.
+#[derive(sqlx::FromRow)]
+struct ThreadStatus {
+    #[sqlx(flatten)]
+    row: ThreadRow,
+    status: String,
+}
+
+/// A thread's state after one log entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateView {
+    pub values: State,
+    /// The nodes that run next (none when the thread is idle).
+    pub next: Vec<String>,
+    /// The questions its run waits for.
+    pub interrupts: Value,
+    /// The log entry this is the state after (0 before any).
+    pub seq: i64,
+    pub run_id: Option<Uuid>,
+    pub graph_version: String,
+}
+
+/// The threads and runs of HTTP clients.
+#[derive(Debug)]
+pub struct Runs {
+    worker: Worker,
+    registry: Registry,
+    logs: Mutex<HashMap<Uuid, Arc<RunLog>>>,
+    reloads: Mutex<Vec<RegistryEvent>>,
+    _watching: Option<engine::registry::Watching>,
+}
+
+impl Runs {
+    /// Serves the graphs of `project` (reloaded when their files change) with `engine`.
+    pub fn new(project: &Path, engine: Engine, db: sqlx::PgPool) -> Arc<Runs> {
+        let options = LoadOptions {
+            models: None,
+            tools: crate::tools::specs(),
+        };
+        let folders = Folders {
+            graphs: project.join("graphs"),
+            prompts: project.join("prompts"),
+            schemas: project.join("schemas"),
+        };
+        let registry = Registry::new(folders, options);
+        let watching = registry
+            .watch()
+            .inspect_err(|err| tracing::warn!(error = %err, "graph files are not watched"))
+            .ok();
+        let mut changes = registry.subscribe();
+        let worker = Worker::new(
+            engine,
+            Store::new(db),
+            format!("finch-api:{}", std::process::id()),
+        );
+        let runs = Arc::new(Runs {
+            worker,
+            registry,
+            logs: Mutex::new(HashMap::new()),
+            reloads: Mutex::new(Vec::new()),
+            _watching: watching,
+        });
+        let weak = Arc::downgrade(&runs);
+        tokio::spawn(async move {
+            while let Ok(event) = changes.recv().await {
+                let Some(runs) = weak.upgrade() else { break };
+                let mut reloads = runs.reloads.lock().expect("reloads");
+                reloads.push(event);
+                let excess = reloads.len().saturating_sub(50);
+                reloads.drain(..excess);
+            }
+        });
+        let starting = runs.clone();
+        tokio::spawn(async move { starting.start_queued().await });
+        runs
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The last reloads of graph files, oldest first (at most 50).
+    pub fn reloads(&self) -> Vec<RegistryEvent> {
+        self.reloads.lock().expect("reloads").clone()
+    }
+
+    fn store(&self) -> &Store {
+        self.worker.store()
+    }
+
+    /// A new thread of `graph` for `user`.
+    pub async fn create_thread(
+        &self,
+        user: i64,
+        graph: &str,
+        metadata: Value,
+    ) -> Result<ThreadView, RunsError> {
+        let Some(graph) = self.registry.get(graph) else {
+            return Err(RunsError::Invalid(format!(
+                "there is no graph `{graph}` that loads"
+            )));
+        };
+        let row = self.worker.create_thread(&graph, metadata).await?;
+        sqlx::query("INSERT INTO api_threads (thread_id, user_id) VALUES ($1, $2)")
+            .bind(row.id)
+            .bind(user)
+            .execute(self.store().pool())
+            .await
+            .map_err(StoreError::from)?;
+        Ok(ThreadView { row, status: "idle" })
+    }
+
+    /// `user`'s thread `id`.
+    pub async fn thread(&self, user: i64, id: Uuid) -> Result<ThreadView, RunsError> {
+        self.search(user, Some(id), &json!({}), None, 1, 0)
+            .await?
+            .pop()
+            .ok_or(RunsError::NotFound("thread"))
+    }
+
+    /// `user`'s threads whose metadata contains `metadata` (and of `status`), newest first.
+    pub async fn search(
+        &self,
+        user: i64,
+        id: Option<Uuid>,
+        metadata: &Value,
+        status: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<ThreadView>, RunsError> {
+        let rows: Vec<ThreadStatus> = sqlx::query_as(
+            "SELECT t.id, t.graph, t.graph_version, t.metadata, t.created_at, t.updated_at, s.status
+             FROM api_threads a JOIN threads t ON t.id = a.thread_id
+             CROSS JOIN LATERAL (
+                 SELECT CASE (SELECT status FROM runs r WHERE r.thread_id = t.id ORDER BY r.created_at DESC, r.id DESC LIMIT 1)
+                     WHEN 'pending' THEN 'busy' WHEN 'running' THEN 'busy'
+                     WHEN 'interrupted' THEN 'interrupted' WHEN 'failed' THEN 'error'
+                     ELSE 'idle' END AS status
+             ) s
+             WHERE a.user_id = $1 AND ($2::uuid IS NULL OR t.id = $2) AND t.metadata @> $3
+               AND ($4::text IS NULL OR s.status = $4)
+             ORDER BY t.id DESC LIMIT $5 OFFSET $6",
+        )
+        .bind(user)
+        .bind(id)
+        .bind(metadata)
+        .bind(status)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.store().pool())
+        .await
+        .map_err(StoreError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|found| ThreadView {
+                row: found.row,
+                status: match found.status.as_str() {
+                    "busy" => "busy",
+                    "interrupted" => "interrupted",
+                    "error" => "error",
+                    _ => "idle",
+                },
+            })
+            .collect())
+    }
+
+    /// Deletes `user`'s thread `id` and everything it holds, cancelling its open run.
+    pub async fn delete_thread(&self, user: i64, id: Uuid) -> Result<(), RunsError> {
+        self.thread(user, id).await?;
+        for run in self.store().runs(id).await? {
+            self.store().cancel(run.id).await?;
+        }
+        self.store().delete_thread(id).await?;
+        Ok(())
+    }
+
+    /// The graph `thread` is pinned to.
+    async fn graph_of(&self, thread: &ThreadView) -> Result<Arc<Graph>, RunsError> {
+        Ok(self.worker.graph(&thread.row.graph_version).await?)
+    }
+
+    /// The state of `user`'s thread `id` after log entry `at` (the latest without one).
+    pub async fn state(&self, user: i64, id: Uuid, at: Option<i64>) -> Result<StateView, RunsError> {
+        let thread = self.thread(user, id).await?;
+        let graph = self.graph_of(&thread).await?;
+        let head = self.store().head(&graph, id, at).await?;
+        let open = match head.run {
+            Some(run) => matches!(
+                self.store().run(run).await?.status.as_str(),
+                "running" | "interrupted" | "pending"
+            ),
+            None => false,
+        };
+        let (next, interrupts) = match (&head.position, open) {
+            (Some(position), true) => {
+                let checkpoint = Checkpoint::from_parts(head.state.clone(), State::new(), position.clone());
+                let next = position
+                    .next
+                    .iter()
+                    .map(|node| node.as_str().to_owned())
+                    .collect();
+                let interrupts = serde_json::to_value(checkpoint.interrupts()).unwrap_or_default();
+                (next, interrupts)
+            }
+            _ => (Vec::new(), json!([])),
+        };
+        // Fields no node has written yet have their default, as a run would see them.
+        let mut values = head.state;
+        for (name, field) in &graph.state {
+            if let Some(default) = field.default_value().filter(|_| !values.contains_key(name)) {
+                values.insert(name.clone(), default.clone());
+            }
+        }
+        Ok(StateView {
+            values,
+            next,
+            interrupts,
+            seq: head.seq,
+            run_id: head.run,
+            graph_version: thread.row.graph_version,
+        })
+    }
+
+    /// The log of `user`'s thread `id`, newest first: at most `limit` entries before `before`.
+    pub async fn history(
+        &self,
+        user: i64,
+        id: Uuid,
+        limit: usize,
+        before: Option<i64>,
+    ) -> Result<Vec<engine::store::StepEntry>, RunsError> {
+        self.thread(user, id).await?;
+        let mut entries = self.store().history(id).await?;
+        entries.retain(|entry| before.is_none_or(|before| entry.seq < before));
+        entries.reverse();
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
+    /// `user`'s run `run` of thread `thread`.
+    pub async fn run(&self, user: i64, thread: Uuid, run: Uuid) -> Result<RunRow, RunsError> {
+        self.thread(user, thread).await?;
+        match self.store().run(run).await {
+            Ok(row) if row.thread_id == thread => Ok(row),
+            Ok(_) | Err(StoreError::NoRun(_)) => Err(RunsError::NotFound("run")),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The runs of `user`'s thread, newest first.
+    pub async fn runs(&self, user: i64, thread: Uuid) -> Result<Vec<RunRow>, RunsError> {
+        self.thread(user, thread).await?;
+        let mut runs = self.store().runs(thread).await?;
+        runs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(runs)
+    }
+
+    /// The stream of `run`, while it is kept.
+    pub fn log(&self, run: Uuid) -> Option<Arc<RunLog>> {
+        self.logs.lock().expect("logs").get(&run).cloned()
+    }
+
+    fn new_log(&self, run: Uuid) -> Arc<RunLog> {
+        let mut logs = self.logs.lock().expect("logs");
+        logs.retain(|_, log| log.stopped_at().is_none_or(|at| at.elapsed() < KEEP_STOPPED));
+        logs.entry(run).or_default().clone()
+    }
+
+    /// Starts a run on `user`'s thread with `input` and `context` (whose `user_id`, when the
+    /// graph has one, is always `user`), in the background; returns once it has started (or
+    /// was queued), with its row.
+    pub async fn start(
+        self: &Arc<Self>,
+        user: i64,
+        thread: Uuid,
+        input: State,
+        context: State,
+        policy: Policy,
+    ) -> Result<RunRow, RunsError> {
+        let view = self.thread(user, thread).await?;
+        let graph = self.graph_of(&view).await?;
+        let context = own_context(&graph, context, user);
+        let mode = match policy {
+            Policy::Enqueue => StartMode::Enqueue,
+            _ => StartMode::Reject,
+        };
+        if matches!(policy, Policy::Interrupt | Policy::Rollback) {
+            let runs = self.store().runs(thread).await?;
+            let open = runs
+                .iter()
+                .filter(|run| matches!(run.status.as_str(), "running" | "interrupted"));
+            for open in open {
+                if self.store().cancel(open.id).await? {
+                    if let Some(log) = self.log(open.id) {
+                        log.fail("cancelled: a newer run took the thread over");
+                    }
+                    if policy == Policy::Rollback {
+                        self.worker.roll_back(open.id).await?;
+                    }
+                }
+            }
+        }
+        let run = Uuid::now_v7();
+        let runs = self.clone();
+        self.launch(run, move |events| async move {
+            runs.worker
+                .start_as(run, thread, input, context, mode, &events)
+                .await
+        })
+        .await?;
+        self.run(user, thread, run).await
+    }
+
+    /// Continues `user`'s interrupted run with `answers` (by interrupt id), in the background.
+    pub async fn resume(
+        self: &Arc<Self>,
+        user: i64,
+        thread: Uuid,
+        run: Uuid,
+        answers: Answers,
+    ) -> Result<RunRow, RunsError> {
+        let row = self.run(user, thread, run).await?;
+        if row.status != "interrupted" {
+            return Err(RunsError::Invalid(format!(
+                "the run is {}, not interrupted",
+                row.status
+            )));
+        }
+        let runs = self.clone();
+        self.launch(run, move |events| async move {
+            runs.worker.resume(run, answers, &events).await
+        })
+        .await?;
+        self.run(user, thread, run).await
+    }
+
+    /// Cancels `user`'s run, if it has not ended.
+    pub async fn cancel(self: &Arc<Self>, user: i64, thread: Uuid, run: Uuid) -> Result<RunRow, RunsError> {
+        self.run(user, thread, run).await?;
+        if self.store().cancel(run).await?
+            && let Some(log) = self.log(run)
+        {
+            log.fail("cancelled");
+        }
+        let starting = self.clone();
+        tokio::spawn(async move { starting.start_queued().await });
+        self.run(user, thread, run).await
+    }
+
+    /// Waits until `user`'s run stops (ends, pauses or fails), then returns it.
+    pub async fn join(&self, user: i64, thread: Uuid, run: Uuid) -> Result<RunRow, RunsError> {
+        self.run(user, thread, run).await?;
+        if let Some(log) = self.log(run) {
+            let mut changes = log.subscribe();
+            // `wait_for` returns at once when it is already true; an error means the log is gone.
+            let _ = changes.wait_for(|stopped| *stopped).await;
+        }
+        loop {
+            let row = self.run(user, thread, run).await?;
+            if !matches!(row.status.as_str(), "pending" | "running") {
+                return Ok(row);
+            }
+            // Run by another process, or queued: look again shortly.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs `work` in the background with a fresh stream for `run`; returns once the run has
+    /// started (its first event), was queued, or was refused (with why).
+    async fn launch<F, Fut>(self: &Arc<Self>, run: Uuid, work: F) -> Result<(), RunsError>
+    where
+        F: FnOnce(Events) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Ran, WorkerError>> + Send + 'static,
+    {
+        let log = self.new_log(run);
+        log.reopen();
+        let (events, mut received) = Events::channel();
+        let (started_tx, started) = oneshot::channel::<Result<(), RunsError>>();
+        let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+        let signal = {
+            let started_tx = started_tx.clone();
+            move |outcome: Result<(), RunsError>| {
+                if let Some(tx) = started_tx.lock().expect("signal").take() {
+                    let _ = tx.send(outcome);
+                }
+            }
+        };
+        let forward_signal = signal.clone();
+        let forward_log = log.clone();
+        let forwarding = tokio::spawn(async move {
+            while let Some(event) = received.recv().await {
+                if matches!(event, Event::RunStarted { .. }) {
+                    forward_signal(Ok(()));
+                }
+                forward_log.record(&event);
+            }
+        });
+        let runs = self.clone();
+        tokio::spawn(async move {
+            let outcome = work(events).await;
+            // Every event is in the log before the run counts as stopped.
+            let _ = forwarding.await;
+            match outcome {
+                Ok(Ran::Queued { .. }) => signal(Ok(())),
+                Ok(_) => signal(Ok(())),
+                Err(err) => {
+                    log.fail(&err.to_string());
+                    signal(Err(err.into()));
+                }
+            }
+            runs.start_queued().await;
+        });
+        started
+            .await
+            .unwrap_or_else(|_| Err(RunsError::Invalid("the run stopped before it started".to_owned())))
+    }
+
+    /// Starts the queued runs whose threads are free, one after another.
+    async fn start_queued(self: &Arc<Self>) {
+        loop {
+            let (events, mut received) = Events::channel();
+            let runs = self.clone();
+            let forwarding = tokio::spawn(async move {
+                let mut log = None;
+                while let Some(event) = received.recv().await {
+                    if let Event::RunStarted { run: Some(run), .. } = &event {
+                        let started = runs.new_log(*run);
+                        started.reopen();
+                        log = Some(started);
+                    }
+                    if let Some(log) = &log {
+                        log.record(&event);
+                    }
+                }
+            });
+            let started = self.worker.start_queued(&events).await;
+            drop(events);
+            let _ = forwarding.await;
+            match started {
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::error!(error = %err, "starting a queued run");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The run's context, with `user_id` (when the graph has one) from the login, whatever the
+/// client sent.
+fn own_context(graph: &Graph, mut context: State, user: i64) -> State {
+    context.remove("user_id");
+    if graph.context.contains_key("user_id") {
+        context.insert("user_id".to_owned(), json!(user));
+    }
+    context
+}

@@ -1,0 +1,183 @@
+//! A run's stream, as HTTP clients read it: every engine event of the run becomes one or more
+//! entries, each with an id that grows by one, so a client that reconnects with the last id
+//! it saw (`Last-Event-ID`) gets the rest without a gap.
+//!
+//! Entries are named after the stream modes: `values` (the state after each step), `updates`
+//! (a node's writes, and `__interrupt__` when the run pauses), `messages` (model tokens) and
+//! `events` (every engine event as is); `metadata` (the run's id), `error` and `end` go to
+//! every client.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use engine::run::Event;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// The stream modes a client can ask for.
+pub const MODES: &[&str] = &["values", "updates", "messages", "events"];
+
+/// One entry of a run's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub id: u64,
+    /// `values`, `updates`, `messages`, `events`, `metadata`, `error` or `end`.
+    pub event: &'static str,
+    pub data: Value,
+}
+
+impl Entry {
+    /// Whether a client that asked for `modes` gets it.
+    pub fn is_for(&self, modes: &[String]) -> bool {
+        !MODES.contains(&self.event) || modes.iter().any(|mode| mode == self.event)
+    }
+}
+
+/// The entries of one run, kept while the process runs it and for a while after.
+#[derive(Debug)]
+pub struct RunLog {
+    entries: Mutex<Vec<Entry>>,
+    /// Bumped at every append; `true` once the run stopped (ended, paused, failed).
+    changed: watch::Sender<bool>,
+    stopped_at: Mutex<Option<Instant>>,
+}
+
+impl Default for RunLog {
+    fn default() -> Self {
+        RunLog {
+            entries: Mutex::new(Vec::new()),
+            changed: watch::Sender::new(false),
+            stopped_at: Mutex::new(None),
+        }
+    }
+}
+
+impl RunLog {
+    /// Adds what a client sees of `event`.
+    pub fn record(&self, event: &Event) {
+        let mut entries = self.entries.lock().expect("run log");
+        let mut push = |name: &'static str, data: Value| {
+            let id = entries.len() as u64;
+            entries.push(Entry {
+                id,
+                event: name,
+                data,
+            });
+        };
+        match event {
+            Event::RunStarted { run: Some(run), .. } => push("metadata", json!({ "run_id": run })),
+            Event::Token { node, text } => push("messages", json!({ "node": node, "text": text })),
+            Event::NodeFinished { node, writes, .. } => {
+                let writes: serde_json::Map<String, Value> = writes
+                    .iter()
+                    .map(|write| (write.field.clone(), write.value.clone()))
+                    .collect();
+                push("updates", json!({ node.clone(): writes }));
+            }
+            Event::StepFinished { state, .. } => push("values", Value::Object(state.clone())),
+            Event::Interrupted { interrupts } => push("updates", json!({ "__interrupt__": interrupts })),
+            _ => {}
+        }
+        push("events", serde_json::to_value(event).unwrap_or(Value::Null));
+        if let Event::RunFinished { status, error } = event {
+            push("end", json!({ "status": status.name(), "error": error }));
+        }
+        let ended = matches!(event, Event::RunFinished { .. });
+        drop(entries);
+        self.notify(ended);
+    }
+
+    /// Records that the run stopped without finishing (a refused start, a lost database).
+    pub fn fail(&self, error: &str) {
+        let mut entries = self.entries.lock().expect("run log");
+        let id = entries.len() as u64;
+        entries.push(Entry {
+            id,
+            event: "error",
+            data: json!({ "message": error }),
+        });
+        entries.push(Entry {
+            id: id + 1,
+            event: "end",
+            data: json!({ "status": "failed", "error": error }),
+        });
+        drop(entries);
+        self.notify(true);
+    }
+
+    /// Marks the log live again: a paused run goes on.
+    pub fn reopen(&self) {
+        *self.stopped_at.lock().expect("run log") = None;
+        self.changed.send_replace(false);
+    }
+
+    fn notify(&self, stopped: bool) {
+        if stopped {
+            *self.stopped_at.lock().expect("run log") = Some(Instant::now());
+        }
+        self.changed.send_replace(stopped);
+    }
+
+    /// The entries after `after` (all with `None`), and whether the run has stopped.
+    pub fn since(&self, after: Option<u64>) -> (Vec<Entry>, bool) {
+        let entries = self.entries.lock().expect("run log");
+        let from = after.map_or(0, |id| id as usize + 1).min(entries.len());
+        (entries[from..].to_vec(), *self.changed.borrow())
+    }
+
+    /// A receiver that wakes at every append.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.changed.subscribe()
+    }
+
+    /// When the run stopped, if it has.
+    pub fn stopped_at(&self) -> Option<Instant> {
+        *self.stopped_at.lock().expect("run log")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::run::RunStatus;
+
+    #[test]
+    fn entries_are_numbered_in_order_and_a_reader_resumes_after_the_last_it_saw() {
+        let log = RunLog::default();
+        log.record(&Event::RunStarted {
+            graph: "g".to_owned(),
+            run: Some(uuid::Uuid::nil()),
+        });
+        log.record(&Event::Token {
+            node: "answer".to_owned(),
+            text: "Hi".to_owned(),
+        });
+        log.record(&Event::RunFinished {
+            status: RunStatus::Succeeded,
+            error: None,
+        });
+        let (all, stopped) = log.since(None);
+        assert!(stopped);
+        let names: Vec<(u64, &str)> = all.iter().map(|entry| (entry.id, entry.event)).collect();
+        assert_eq!(
+            names,
+            [
+                (0, "metadata"),
+                (1, "events"),
+                (2, "messages"),
+                (3, "events"),
+                (4, "events"),
+                (5, "end")
+            ]
+        );
+        let (rest, _) = log.since(Some(2));
+        assert_eq!(rest.first().map(|entry| entry.id), Some(3));
+        let messages_only = vec!["messages".to_owned()];
+        let seen: Vec<&str> = all
+            .iter()
+            .filter(|entry| entry.is_for(&messages_only))
+            .map(|entry| entry.event)
+            .collect();
+        assert_eq!(seen, ["metadata", "messages", "end"]);
+    }
+}

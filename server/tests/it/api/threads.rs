@@ -1,0 +1,341 @@
+//! `/api/threads` end to end: a thread of a small graph (`data/threads/graphs/approval.yaml`: a
+//! model drafts, a person approves, the draft is sent) run in the background, streamed,
+//! interrupted and resumed, with scripted model replies.
+
+use std::sync::Arc;
+
+use engine::llm::scripted::Scripted;
+use poem::http::Method;
+use serde_json::{Value, json};
+use server::api::ApiConfig;
+use server::runs::Runs;
+use sqlx::PgPool;
+
+use super::{Api, User};
+
+const DRAFTS: &str = r#"
+draft_reply:
+  - { text: "Yes, your refund is on its way.", delay_ms: 20 }
+  - "Second draft."
+  - "Third draft."
+  - "Fourth draft."
+"#;
+
+async fn api(pool: &PgPool) -> Api {
+    let project = crate::repo_root().join("server/tests/it/data/threads");
+    let engine =
+        engine::run::Engine::new(Arc::new(Scripted::parse(DRAFTS).unwrap())).with_database(pool.clone());
+    let config = ApiConfig {
+        runs: Some(Runs::new(&project, engine, pool.clone())),
+        ..ApiConfig::default()
+    };
+    Api::with_config(pool.clone(), &config)
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+struct Sse {
+    id: u64,
+    event: String,
+    data: Value,
+}
+
+fn events(body: &Value) -> Vec<Sse> {
+    let text = body.as_str().expect("an event stream");
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            Sse {
+                id: field("id:").parse().expect("an id"),
+                event: field("event:"),
+                data: serde_json::from_str(&field("data:")).expect("JSON data"),
+            }
+        })
+        .collect()
+}
+
+async fn new_thread(api: &Api, user: &User) -> String {
+    let created = api
+        .post(
+            "/api/threads",
+            user,
+            json!({"graph": "approval", "metadata": {"topic": "refund"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.json);
+    assert_eq!(created.json["status"], "idle");
+    created.json["thread_id"].as_str().unwrap().to_owned()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_run_is_streamed_resumed_after_a_disconnect_interrupted_and_answered(pool: PgPool) {
+    let api = api(&pool).await;
+    let ada = api.register("ada@example.com").await;
+    let thread = new_thread(&api, &ada).await;
+
+    let streamed = api
+        .post(
+            &format!("/api/threads/{thread}/runs/stream"),
+            &ada,
+            json!({"input": {"question": "Refund?"}, "context": {"user_id": 999}, "stream_mode": ["updates", "messages"]}),
+        )
+        .await;
+    assert_eq!(streamed.status, 200, "{:?}", streamed.json);
+    assert_eq!(streamed.headers["content-type"], "text/event-stream");
+    let all = events(&streamed.json);
+    let names: Vec<&str> = all.iter().map(|event| event.event.as_str()).collect();
+    let mut expected = vec!["metadata"];
+    expected.extend(["messages"; 7]);
+    expected.extend(["updates", "updates", "end"]);
+    assert_eq!(names, expected);
+    let tokens: String = all
+        .iter()
+        .filter(|event| event.event == "messages")
+        .map(|event| event.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, "Yes, your refund is on its way.");
+    // The context's user_id is the caller's, whatever the client sent.
+    assert_eq!(
+        all[8].data,
+        json!({"draft_reply": {"draft": "Yes, your refund is on its way.", "asker": ada.id}})
+    );
+    assert_eq!(all[9].data["__interrupt__"][0]["id"], "approve");
+    assert_eq!(all[10].data, json!({"status": "interrupted", "error": null}));
+    assert!(all.windows(2).all(|pair| pair[0].id < pair[1].id), "{all:?}");
+
+    // A client that saw the first three events reconnects and gets the rest, no gap.
+    let run = all[0].data["run_id"].as_str().unwrap().to_owned();
+    let stream = format!("/api/threads/{thread}/runs/{run}/stream?stream_mode=updates,messages");
+    let last = all[2].id.to_string();
+    let resumed = api
+        .send(
+            Method::GET,
+            &stream,
+            Some(&ada.token),
+            None,
+            &[("Last-Event-ID", &last)],
+        )
+        .await;
+    assert_eq!(resumed.status, 200, "{:?}", resumed.json);
+    assert_eq!(events(&resumed.json), all[3..]);
+
+    let state = api.get(&format!("/api/threads/{thread}/state"), &ada).await;
+    assert_eq!(state.status, 200, "{:?}", state.json);
+    assert_eq!(state.json["next"], json!(["approve"]));
+    assert_eq!(
+        state.json["interrupts"],
+        json!([{"id": "approve", "payload": {"draft": "Yes, your refund is on its way."}}])
+    );
+    let waiting = api.get(&format!("/api/threads/{thread}"), &ada).await;
+    assert_eq!(waiting.json["status"], "interrupted");
+
+    let answered = api
+        .post(
+            &format!("/api/threads/{thread}/runs/{run}/resume"),
+            &ada,
+            json!({"answer": {"approved": true}}),
+        )
+        .await;
+    assert_eq!(answered.status, 200, "{:?}", answered.json);
+    let joined = api
+        .get(&format!("/api/threads/{thread}/runs/{run}/join"), &ada)
+        .await;
+    assert_eq!(joined.status, 200, "{:?}", joined.json);
+    assert_eq!(joined.json["run"]["status"], "succeeded");
+    let values = &joined.json["state"]["values"];
+    assert_eq!(values["sent"], "Yes, your refund is on its way.");
+    assert_eq!(
+        (&joined.json["state"]["next"], &joined.json["state"]["interrupts"]),
+        (&json!([]), &json!([]))
+    );
+
+    // The history is the log the state was made of, newest first.
+    let history = api
+        .get(&format!("/api/threads/{thread}/history?limit=2"), &ada)
+        .await;
+    assert_eq!(history.status, 200, "{:?}", history.json);
+    let entries = history.json.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["seq"], joined.json["state"]["checkpoint"]["seq"]);
+    assert_eq!(entries[0]["nodes"], json!(["send"]));
+    let before = entries[1]["seq"].as_i64().unwrap();
+    let older = api
+        .get(&format!("/api/threads/{thread}/history?before={before}"), &ada)
+        .await;
+    let older: Vec<i64> = older
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert!(
+        !older.is_empty() && older.iter().all(|seq| *seq < before),
+        "{older:?}"
+    );
+    let then = api
+        .get(&format!("/api/threads/{thread}/state?checkpoint={before}"), &ada)
+        .await;
+    assert_eq!(then.json["values"]["sent"], "");
+
+    let found = api
+        .post(
+            "/api/threads/search",
+            &ada,
+            json!({"metadata": {"topic": "refund"}, "status": "idle"}),
+        )
+        .await;
+    assert_eq!(found.json.as_array().map(Vec::len), Some(1), "{:?}", found.json);
+    let none = api
+        .post(
+            "/api/threads/search",
+            &ada,
+            json!({"metadata": {"topic": "loans"}}),
+        )
+        .await;
+    assert_eq!(none.json, json!([]));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn each_double_texting_policy_does_what_it_says(pool: PgPool) {
+    let api = api(&pool).await;
+    let ada = api.register("ada@example.com").await;
+    let thread = new_thread(&api, &ada).await;
+    let runs = format!("/api/threads/{thread}/runs");
+    let wait = format!("/api/threads/{thread}/runs/wait");
+    let start = |strategy: &'static str, question: &'static str| {
+        let body = json!({"input": {"question": question}, "multitask_strategy": strategy});
+        api.post(&runs, &ada, body)
+    };
+
+    let first = api
+        .post(&wait, &ada, json!({"input": {"question": "One?"}}))
+        .await;
+    assert_eq!(first.json["run"]["status"], "interrupted", "{:?}", first.json);
+    let first_run = first.json["run"]["run_id"].as_str().unwrap().to_owned();
+
+    let refused = start("reject", "Two?").await;
+    assert_eq!(
+        (refused.status, &refused.json["code"]),
+        (409, &json!("thread_busy"))
+    );
+
+    // Enqueued: it starts once the first run is answered and ends.
+    let queued = start("enqueue", "Two?").await;
+    assert_eq!(
+        (queued.status, &queued.json["status"]),
+        (201, &json!("pending")),
+        "{:?}",
+        queued.json
+    );
+    let queued_run = queued.json["run_id"].as_str().unwrap().to_owned();
+    let answered = api
+        .post(
+            &format!("{runs}/{first_run}/resume"),
+            &ada,
+            json!({"answers": {"approve": {"approved": true}}}),
+        )
+        .await;
+    assert_eq!(answered.status, 200, "{:?}", answered.json);
+    let second = api.get(&format!("{runs}/{queued_run}/join"), &ada).await;
+    assert_eq!(second.json["run"]["status"], "interrupted", "{:?}", second.json);
+    assert_eq!(second.json["state"]["values"]["draft"], "Second draft.");
+
+    // Interrupt: the open run is cancelled, what it wrote stays.
+    let third = start("interrupt", "Three?").await;
+    assert_eq!(third.status, 201, "{:?}", third.json);
+    let third_run = third.json["run_id"].as_str().unwrap().to_owned();
+    let cancelled = api.get(&format!("{runs}/{queued_run}"), &ada).await;
+    assert_eq!(cancelled.json["status"], "cancelled");
+    let joined = api.get(&format!("{runs}/{third_run}/join"), &ada).await;
+    assert_eq!(joined.json["state"]["values"]["draft"], "Third draft.");
+
+    // Rollback: the open run is cancelled and removed, with its log entries.
+    let before = api
+        .get(&format!("/api/threads/{thread}/history?limit=1000"), &ada)
+        .await;
+    let fourth = start("rollback", "Four?").await;
+    assert_eq!(fourth.status, 201, "{:?}", fourth.json);
+    let fourth_run = fourth.json["run_id"].as_str().unwrap().to_owned();
+    let gone = api.get(&format!("{runs}/{third_run}"), &ada).await;
+    assert_eq!(gone.status, 404);
+    let history = api
+        .get(&format!("/api/threads/{thread}/history?limit=1000"), &ada)
+        .await;
+    let run_ids = |entries: &Value| -> Vec<String> {
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["run_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(run_ids(&before.json).contains(&third_run));
+    assert!(!run_ids(&history.json).contains(&third_run));
+    let joined = api.get(&format!("{runs}/{fourth_run}/join"), &ada).await;
+    assert_eq!(joined.json["state"]["values"]["draft"], "Fourth draft.");
+    let listed = api.get(&runs, &ada).await;
+    let statuses: Vec<&str> = listed
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["interrupted", "cancelled", "succeeded"]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn another_users_thread_is_not_found_on_every_route(pool: PgPool) {
+    let api = api(&pool).await;
+    let ada = api.register("ada@example.com").await;
+    let bob = api.register("bob@example.com").await;
+    let thread = new_thread(&api, &ada).await;
+    let waited = api
+        .post(
+            &format!("/api/threads/{thread}/runs/wait"),
+            &ada,
+            json!({"input": {"question": "Refund?"}}),
+        )
+        .await;
+    let run = waited.json["run"]["run_id"].as_str().unwrap().to_owned();
+    let base = format!("/api/threads/{thread}");
+    let answer = json!({"answer": {"approved": true}});
+    let start = json!({"input": {"question": "Mine now?"}, "multitask_strategy": "interrupt"});
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, base.clone(), None),
+        (Method::GET, format!("{base}/state"), None),
+        (Method::GET, format!("{base}/history"), None),
+        (Method::GET, format!("{base}/runs"), None),
+        (Method::POST, format!("{base}/runs"), Some(start.clone())),
+        (Method::POST, format!("{base}/runs/wait"), Some(start.clone())),
+        (Method::POST, format!("{base}/runs/stream"), Some(start)),
+        (Method::GET, format!("{base}/runs/{run}"), None),
+        (Method::GET, format!("{base}/runs/{run}/join"), None),
+        (Method::GET, format!("{base}/runs/{run}/stream"), None),
+        (Method::POST, format!("{base}/runs/{run}/resume"), Some(answer)),
+        (Method::POST, format!("{base}/runs/{run}/cancel"), Some(json!({}))),
+        (Method::DELETE, base.clone(), None),
+    ];
+    for (method, path, body) in routes {
+        let reply = api.call(method.clone(), &path, Some(&bob.token), body).await;
+        assert_eq!(reply.status, 404, "{method} {path}: {:?}", reply.json);
+    }
+    let search = api.post("/api/threads/search", &bob, json!({})).await;
+    assert_eq!(search.json, json!([]));
+    // Untouched: still waiting for Ada.
+    let state = api.get(&format!("{base}/state"), &ada).await;
+    assert_eq!(state.json["next"], json!(["approve"]));
+
+    let deleted = api.delete(&base, &ada).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
+    assert_eq!(api.get(&base, &ada).await.status, 404);
+}
