@@ -21,6 +21,7 @@ use sqlx::migrate::Migrator;
 use uuid::Uuid;
 
 pub use fork::Edit;
+pub use fork::UPDATE_NODE;
 pub(crate) use fork::is_fork_seed;
 pub use history::StepEntry;
 pub use journal::RunJournal;

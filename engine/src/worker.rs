@@ -203,6 +203,46 @@ impl Worker {
         }
     }
 
+    /// Writes `values` to the thread's state as one log entry of its own (node
+    /// [`UPDATE_NODE`](crate::store::UPDATE_NODE)), each through its field's reducer and checked
+    /// against its schema, as a run of the graph would; refused while the thread has an open
+    /// run. Returns the entry's `seq`.
+    pub async fn update_state(&self, thread: Uuid, values: State) -> Result<i64, WorkerError> {
+        self.heads.lock().expect("heads lock").remove(&thread);
+        let stored = self.store.load(thread, None).await?;
+        let graph = self.graph(&stored.version).await?;
+        let head = stored.head(&graph)?;
+        let (mut state, mut writes, mut replaced) =
+            (head.state, Vec::new(), std::collections::BTreeSet::new());
+        for (field, value) in values {
+            let write = crate::run::Write { field, value };
+            crate::state::apply(&graph, &mut state, &write, &mut replaced).map_err(|problem| {
+                RunError::InvalidInput {
+                    field: write.field.clone(),
+                    problem,
+                }
+            })?;
+            writes.push((crate::store::UPDATE_NODE.to_owned(), write));
+        }
+        let lease = Lease {
+            run: Uuid::now_v7(),
+            thread,
+            fence: 1,
+            owner: self.id.clone(),
+        };
+        let seq = head.seq + 1;
+        let journal = RunJournal::new(self.store.clone(), &graph, lease.clone(), seq, head.lengths);
+        let checkpoint = Checkpoint::new(state, State::new());
+        let nodes = vec![crate::store::UPDATE_NODE.to_owned()];
+        let row = journal.row(0, nodes, &writes, &checkpoint);
+        let none = State::new();
+        self.store
+            .start_run(&row, &graph.version, &none, &none, &self.id, StartMode::Reject)
+            .await?;
+        self.store.succeed(&lease).await?;
+        Ok(seq)
+    }
+
     /// Removes an ended run and what it wrote ([`Store::roll_back`]), and forgets the state
     /// this worker kept of its thread.
     pub async fn roll_back(&self, run: Uuid) -> Result<(), WorkerError> {

@@ -13,6 +13,7 @@ mod auth;
 mod budgets;
 mod conversations;
 mod goals;
+mod graphs;
 mod health;
 mod idempotency;
 mod import;
@@ -25,6 +26,7 @@ mod page;
 pub mod problem;
 mod request_log;
 mod threads;
+mod time_travel;
 mod transactions;
 mod users;
 
@@ -133,6 +135,8 @@ pub(crate) enum Tag {
     Assistant,
     /// Threads and runs of the graphs, streamed, interrupted and resumed.
     Threads,
+    /// The graphs threads run: versions, sources, drawings, diagnostics, reloads.
+    Graphs,
 }
 
 type Apis = (
@@ -148,7 +152,13 @@ type Apis = (
         notifications::NotificationsApi,
         conversations::ConversationsApi,
     ),
-    (assistant::AssistantApi, makers::MakersApi, threads::ThreadsApi),
+    (
+        assistant::AssistantApi,
+        makers::MakersApi,
+        threads::ThreadsApi,
+        time_travel::TimeTravelApi,
+        graphs::GraphsApi,
+    ),
 );
 
 fn service(ctx: Ctx) -> OpenApiService<Apis, ()> {
@@ -176,7 +186,9 @@ fn service(ctx: Ctx) -> OpenApiService<Apis, ()> {
         (
             assistant::AssistantApi(ctx.clone()),
             makers::MakersApi(ctx.clone()),
-            threads::ThreadsApi(ctx),
+            threads::ThreadsApi(ctx.clone()),
+            time_travel::TimeTravelApi(ctx.clone()),
+            graphs::GraphsApi(ctx),
         ),
     );
     OpenApiService::new(apis, "Finch", env!("CARGO_PKG_VERSION"))

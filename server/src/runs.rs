@@ -7,6 +7,7 @@
 //! state and log are in PostgreSQL for good (`GET …/state`, `GET …/history`).
 
 pub mod log;
+mod time_travel;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -103,8 +104,8 @@ pub struct Runs {
     worker: Worker,
     registry: Registry,
     logs: Mutex<HashMap<Uuid, Arc<RunLog>>>,
-    reloads: Mutex<Vec<RegistryEvent>>,
-    _watching: Option<engine::registry::Watching>,
+    reloads: Mutex<Vec<(chrono::DateTime<chrono::Utc>, RegistryEvent)>>,
+    watching: Option<engine::registry::Watching>,
 }
 
 impl Runs {
@@ -135,14 +136,14 @@ impl Runs {
             registry,
             logs: Mutex::new(HashMap::new()),
             reloads: Mutex::new(Vec::new()),
-            _watching: watching,
+            watching,
         });
         let weak = Arc::downgrade(&runs);
         tokio::spawn(async move {
             while let Ok(event) = changes.recv().await {
                 let Some(runs) = weak.upgrade() else { break };
                 let mut reloads = runs.reloads.lock().expect("reloads");
-                reloads.push(event);
+                reloads.push((chrono::Utc::now(), event));
                 let excess = reloads.len().saturating_sub(50);
                 reloads.drain(..excess);
             }
@@ -156,9 +157,14 @@ impl Runs {
         &self.registry
     }
 
-    /// The last reloads of graph files, oldest first (at most 50).
-    pub fn reloads(&self) -> Vec<RegistryEvent> {
+    /// What the last reloads of graph files did, oldest first (at most 50), with when.
+    pub fn reloads(&self) -> Vec<(chrono::DateTime<chrono::Utc>, RegistryEvent)> {
         self.reloads.lock().expect("reloads").clone()
+    }
+
+    /// Whether the graph files are watched (and reloaded when they change).
+    pub fn is_watching(&self) -> bool {
+        self.watching.is_some()
     }
 
     fn store(&self) -> &Store {

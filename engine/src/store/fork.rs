@@ -116,7 +116,12 @@ pub(crate) fn edited(graph: &Graph, mut state: State, edits: &[Edit]) -> Result<
     Ok(state)
 }
 
-/// Whether a log entry is the one a fork begins with (not a run of the graph).
+/// The node name of a log entry that a caller wrote to a thread's state directly
+/// ([`Worker::update_state`](crate::worker::Worker::update_state)).
+pub const UPDATE_NODE: &str = "update_state";
+
+/// Whether a log entry holds state given to the thread rather than made by a run of its graph:
+/// the state a fork begins with, or an update by a caller. Replays take it as it is.
 pub(crate) fn is_fork_seed(entry: &super::StepEntry) -> bool {
-    entry.step == 0 && entry.nodes.len() == 1 && entry.nodes[0] == "fork"
+    entry.step == 0 && entry.nodes.len() == 1 && matches!(entry.nodes[0].as_str(), "fork" | UPDATE_NODE)
 }

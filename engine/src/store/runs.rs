@@ -309,6 +309,19 @@ impl Store {
 }
 
 impl Store {
+    /// Marks a run that wrote its only entry as succeeded (a caller's update of the state).
+    pub(crate) async fn succeed(&self, lease: &Lease) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE runs SET status = 'succeeded', lease_owner = NULL, lease_expires = NULL, updated_at = now() \
+             WHERE id = $1 AND fence = $2",
+        )
+        .bind(lease.run)
+        .bind(lease.fence)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Removes a run that has ended without succeeding (cancelled, failed) and everything it
     /// wrote to its thread's log, so the thread's state is again what it was before the run.
     /// Only the thread's last run can go: entries of a later run would lose what they follow.

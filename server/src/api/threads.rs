@@ -111,6 +111,13 @@ impl From<StateView> for ThreadState {
     }
 }
 
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StateUpdate {
+    /// Fields to write, each through its reducer (an `append` field takes a list of items).
+    values: BTreeMap<String, Value>,
+}
+
 /// One entry of a thread's log.
 #[derive(Debug, Object)]
 pub(crate) struct HistoryEntry {
@@ -261,6 +268,24 @@ impl ThreadsApi {
             .state(auth.0.user_id, thread_id.0, checkpoint.0)
             .await;
         Ok(Json(state.map_err(runs_error)?.into()))
+    }
+
+    /// Writes fields of an idle thread's state, as one log entry (`update_state`).
+    #[oai(path = "/:thread_id/state", method = "post")]
+    async fn update(
+        &self,
+        auth: Auth,
+        thread_id: Path<Uuid>,
+        body: Input<StateUpdate>,
+    ) -> Result<Json<ThreadState>, ApiError> {
+        let runs = self.runs()?;
+        let values = body.value.values.into_iter().collect();
+        let user = auth.0.user_id;
+        runs.update_state(user, thread_id.0, values)
+            .await
+            .map_err(runs_error)?;
+        let state = runs.state(user, thread_id.0, None).await.map_err(runs_error)?;
+        Ok(Json(state.into()))
     }
 
     /// A thread's log, newest first: `limit` entries (default 20) before entry `before`.
@@ -563,7 +588,7 @@ fn modes(asked: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     Ok(modes)
 }
 
-fn runs_error(err: RunsError) -> ApiError {
+pub(super) fn runs_error(err: RunsError) -> ApiError {
     match err {
         RunsError::NotFound(what) => ApiError::NotFound { what },
         RunsError::Busy { run } => ApiError::Conflict {

@@ -22,11 +22,14 @@ draft_reply:
 "#;
 
 async fn api(pool: &PgPool) -> Api {
-    let project = crate::repo_root().join("server/tests/it/data/threads");
+    api_at(pool, &crate::repo_root().join("server/tests/it/data/threads")).await
+}
+
+async fn api_at(pool: &PgPool, project: &std::path::Path) -> Api {
     let engine =
         engine::run::Engine::new(Arc::new(Scripted::parse(DRAFTS).unwrap())).with_database(pool.clone());
     let config = ApiConfig {
-        runs: Some(Runs::new(&project, engine, pool.clone())),
+        runs: Some(Runs::new(project, engine, pool.clone())),
         ..ApiConfig::default()
     };
     Api::with_config(pool.clone(), &config)
@@ -186,6 +189,85 @@ async fn a_run_is_streamed_resumed_after_a_disconnect_interrupted_and_answered(p
         .await;
     assert_eq!(then.json["values"]["sent"], "");
 
+    // Replayed from its log alone, the thread comes out the same.
+    let replayed = api
+        .post(&format!("/api/threads/{thread}/replay"), &ada, json!({}))
+        .await;
+    assert_eq!(replayed.status, 200, "{:?}", replayed.json);
+    assert_eq!(replayed.json["same"], true, "{:?}", replayed.json);
+
+    // A fork before the approval, with an edited draft, differs from the original by it.
+    let forked = api
+        .post(
+            &format!("/api/threads/{thread}/fork"),
+            &ada,
+            json!({"checkpoint": before, "edits": {"draft": "A gentler draft."}}),
+        )
+        .await;
+    assert_eq!(forked.status, 201, "{:?}", forked.json);
+    let fork = forked.json["thread_id"].as_str().unwrap().to_owned();
+    let diff = api
+        .get(
+            &format!("/api/threads/{thread}/diff?checkpoint={before}&with={fork}"),
+            &ada,
+        )
+        .await;
+    assert_eq!(diff.status, 200, "{:?}", diff.json);
+    assert_eq!(
+        diff.json,
+        json!([{"field": "draft", "patch": [{"op": "replace", "path": "", "value": "A gentler draft."}],
+                "written_by": {"seq": 1, "step": 0, "node": "fork"}}])
+    );
+    let refused = api
+        .post(
+            &format!("/api/threads/{thread}/fork"),
+            &ada,
+            json!({"edits": {"draft": 7}}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{:?}", refused.json);
+
+    // A caller's write to the state is a log entry of its own, checked against the schema.
+    let updated = api
+        .post(
+            &format!("/api/threads/{thread}/state"),
+            &ada,
+            json!({"values": {"sent": "Sent by hand."}}),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{:?}", updated.json);
+    assert_eq!(updated.json["values"]["sent"], "Sent by hand.");
+    let latest = api
+        .get(&format!("/api/threads/{thread}/history?limit=1"), &ada)
+        .await;
+    assert_eq!(latest.json[0]["nodes"], json!(["update_state"]));
+    let wrong = api
+        .post(
+            &format!("/api/threads/{thread}/state"),
+            &ada,
+            json!({"values": {"sent": 42}}),
+        )
+        .await;
+    assert_eq!(wrong.status, 422, "{:?}", wrong.json);
+    let still = api
+        .post(&format!("/api/threads/{thread}/replay"), &ada, json!({}))
+        .await;
+    assert_eq!(still.json["same"], true, "{:?}", still.json);
+
+    // What if the model were asked again: a new thread, the original untouched.
+    let what_if = api
+        .post(
+            &format!("/api/threads/{thread}/what_if"),
+            &ada,
+            json!({"from": 0}),
+        )
+        .await;
+    assert_eq!(what_if.status, 201, "{:?}", what_if.json);
+    assert_eq!(what_if.json["runs"], 1);
+    let again = what_if.json["thread"]["thread_id"].as_str().unwrap().to_owned();
+    let again = api.get(&format!("/api/threads/{again}/state"), &ada).await;
+    assert_eq!(again.json["values"]["sent"], "Second draft.");
+
     let found = api
         .post(
             "/api/threads/search",
@@ -308,6 +390,7 @@ async fn another_users_thread_is_not_found_on_every_route(pool: PgPool) {
         .await;
     let run = waited.json["run"]["run_id"].as_str().unwrap().to_owned();
     let base = format!("/api/threads/{thread}");
+    let bobs = new_thread(&api, &bob).await;
     let answer = json!({"answer": {"approved": true}});
     let start = json!({"input": {"question": "Mine now?"}, "multitask_strategy": "interrupt"});
     let routes: Vec<(Method, String, Option<Value>)> = vec![
@@ -323,6 +406,20 @@ async fn another_users_thread_is_not_found_on_every_route(pool: PgPool) {
         (Method::GET, format!("{base}/runs/{run}/stream"), None),
         (Method::POST, format!("{base}/runs/{run}/resume"), Some(answer)),
         (Method::POST, format!("{base}/runs/{run}/cancel"), Some(json!({}))),
+        (
+            Method::POST,
+            format!("{base}/state"),
+            Some(json!({"values": {"sent": "x"}})),
+        ),
+        (Method::POST, format!("{base}/replay"), Some(json!({}))),
+        (Method::POST, format!("{base}/what_if"), Some(json!({"from": 0}))),
+        (Method::POST, format!("{base}/fork"), Some(json!({}))),
+        (Method::GET, format!("{base}/diff"), None),
+        (
+            Method::GET,
+            format!("/api/threads/{bobs}/diff?with={thread}"),
+            None,
+        ),
         (Method::DELETE, base.clone(), None),
     ];
     for (method, path, body) in routes {
@@ -330,7 +427,14 @@ async fn another_users_thread_is_not_found_on_every_route(pool: PgPool) {
         assert_eq!(reply.status, 404, "{method} {path}: {:?}", reply.json);
     }
     let search = api.post("/api/threads/search", &bob, json!({})).await;
-    assert_eq!(search.json, json!([]));
+    let only_bobs: Vec<&Value> = search
+        .json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["thread_id"])
+        .collect();
+    assert_eq!(only_bobs, [&json!(bobs)]);
     // Untouched: still waiting for Ada.
     let state = api.get(&format!("{base}/state"), &ada).await;
     assert_eq!(state.json["next"], json!(["approve"]));
@@ -338,4 +442,75 @@ async fn another_users_thread_is_not_found_on_every_route(pool: PgPool) {
     let deleted = api.delete(&base, &ada).await;
     assert_eq!(deleted.status, 200, "{:?}", deleted.json);
     assert_eq!(api.get(&base, &ada).await.status, 404);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn graphs_are_listed_drawn_checked_and_reloaded_when_their_files_change(pool: PgPool) {
+    let fixture = crate::repo_root().join("server/tests/it/data/threads");
+    let project = std::env::temp_dir().join(format!("finch-graphs-{}", uuid::Uuid::new_v4()));
+    for folder in ["graphs", "prompts"] {
+        std::fs::create_dir_all(project.join(folder)).unwrap();
+    }
+    std::fs::copy(
+        fixture.join("graphs/approval.yaml"),
+        project.join("graphs/approval.yaml"),
+    )
+    .unwrap();
+    std::fs::copy(fixture.join("prompts/ask.j2"), project.join("prompts/ask.j2")).unwrap();
+    let api = api_at(&pool, &project).await;
+    let ada = api.register("ada@example.com").await;
+
+    let listed = api.get("/api/graphs", &ada).await;
+    assert_eq!(listed.status, 200, "{:?}", listed.json);
+    assert_eq!(listed.json[0]["name"], "approval");
+    assert_eq!(listed.json[0]["has_errors"], false);
+    let version = listed.json[0]["version"].clone();
+    let one = api.get("/api/graphs/approval", &ada).await;
+    assert!(one.json["source"].as_str().unwrap().contains("draft_reply:"));
+    assert!(
+        one.json["mermaid"].as_str().unwrap().starts_with("flowchart"),
+        "{:?}",
+        one.json["mermaid"]
+    );
+    assert_eq!(one.json["diagnostics"], json!([]));
+    assert_eq!(api.get("/api/graphs/nope", &ada).await.status, 404);
+
+    // A broken edit is rejected: the last good version stays served, with the diagnostics.
+    let broken = std::fs::read_to_string(project.join("graphs/approval.yaml"))
+        .unwrap()
+        .replace("to: approve }", "to: aprove }");
+    std::fs::write(project.join("graphs/approval.yaml"), broken).unwrap();
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        status = api.get("/api/graphs/reloads", &ada).await.json;
+        if status["events"]
+            .as_array()
+            .is_some_and(|events| !events.is_empty())
+        {
+            break;
+        }
+    }
+    assert_eq!(status["watching"], true);
+    let event = &status["events"][0];
+    assert_eq!(
+        (&event["kind"], &event["graph"], &event["version"]),
+        (&json!("rejected"), &json!("approval"), &version)
+    );
+    assert!(
+        event["diagnostics"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aprove"),
+        "{event}"
+    );
+    let one = api.get("/api/graphs/approval", &ada).await;
+    assert_eq!(
+        (
+            &one.json["version"],
+            one.json["diagnostics"][0]["severity"].as_str()
+        ),
+        (&version, Some("error"))
+    );
+    let _ = std::fs::remove_dir_all(&project);
 }
