@@ -514,3 +514,63 @@ async fn graphs_are_listed_drawn_checked_and_reloaded_when_their_files_change(po
     );
     let _ = std::fs::remove_dir_all(&project);
 }
+
+/// A model that takes a while, so the client can leave before the run ends.
+const SLOW: &str = r#"
+draft_reply:
+  - { text: "Yes, your refund is on its way.", delay_ms: 400 }
+"#;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_client_that_leaves_mid_stream_comes_back_to_every_event_it_missed(pool: PgPool) {
+    let project = crate::repo_root().join("server/tests/it/data/threads");
+    let engine =
+        engine::run::Engine::new(Arc::new(Scripted::parse(SLOW).unwrap())).with_database(pool.clone());
+    let config = ApiConfig {
+        runs: Some(Runs::new(&project, engine, pool.clone())),
+        ..ApiConfig::default()
+    };
+    let api = Api::with_config(pool.clone(), &config);
+    let ada = api.register("ada@example.com").await;
+    let thread = new_thread(&api, &ada).await;
+
+    let response = api
+        .client
+        .post(format!("/api/threads/{thread}/runs/stream"))
+        .header("authorization", format!("Bearer {}", ada.token))
+        .body_json(&json!({"input": {"question": "Refund?"}, "stream_mode": ["updates", "messages"]}))
+        .send()
+        .await
+        .0;
+    let mut body = response.into_body().into_bytes_stream();
+    let mut received = String::new();
+    while !received.contains("\n\n") {
+        let chunk = futures::StreamExt::next(&mut body)
+            .await
+            .expect("a first event")
+            .unwrap();
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(body); // the client goes away while the model is still thinking
+    let first = events(&Value::String(received));
+    assert_eq!(first[0].event, "metadata");
+    let run = first[0].data["run_id"].as_str().unwrap().to_owned();
+    let stream = format!("/api/threads/{thread}/runs/{run}/stream?stream_mode=updates,messages");
+    let last = first.last().unwrap().id.to_string();
+
+    let rest = api
+        .send(
+            Method::GET,
+            &stream,
+            Some(&ada.token),
+            None,
+            &[("Last-Event-ID", &last)],
+        )
+        .await;
+    let rest = events(&rest.json);
+    let everything = api.send(Method::GET, &stream, Some(&ada.token), None, &[]).await;
+    let everything = events(&everything.json);
+    assert_eq!([first, rest.clone()].concat(), everything);
+    assert_eq!(rest.last().map(|event| event.event.as_str()), Some("end"));
+    assert!(rest.iter().any(|event| event.event == "messages"), "{rest:?}");
+}
