@@ -398,7 +398,11 @@ pub(crate) struct StepOutcome {
 }
 
 /// Answers must be for interrupts that wait, and match their response schemas.
-fn check_answers(graph: &Graph, checkpoint: &Checkpoint, answers: &Answers) -> Result<(), RunError> {
+pub(crate) fn check_answers(
+    graph: &Graph,
+    checkpoint: &Checkpoint,
+    answers: &Answers,
+) -> Result<(), RunError> {
     let waiting = checkpoint.interrupts();
     if waiting.is_empty() {
         return Err(RunError::NotInterrupted);

@@ -189,6 +189,17 @@ impl Worker {
 
     /// Continues an interrupted run with the caller's answers.
     pub async fn resume(&self, run: Uuid, answers: Answers, events: &Events) -> Result<Ran, WorkerError> {
+        // The answers are checked before the run is taken: a wrong one leaves it waiting.
+        let thread = self.store.run(run).await?.thread_id;
+        let stored = self.store.load(thread, None).await?;
+        let graph = self.graph(&stored.version).await?;
+        let head = stored.head(&graph)?;
+        if let (Some(position), Some(last)) = (head.position, head.run)
+            && last == run
+        {
+            let checkpoint = Checkpoint::from_parts(head.state, State::new(), position);
+            crate::run::check_answers(&graph, &checkpoint, &answers)?;
+        }
         let (lease, context) = self.store.claim_interrupted(run, &self.id).await?;
         self.continue_run(lease, context, answers, events).await
     }

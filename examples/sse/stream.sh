@@ -22,7 +22,7 @@ curl -fsSN "${auth[@]}" -d "$body" "$FINCH/api/threads/$thread/runs/stream" | te
 
 # As a client that lost its connection after the third event would: ask for the rest.
 run=$(json run_id < /tmp/finch-stream.txt | head -1)
-third=$(sed -n 's/^id: *//p' /tmp/finch-stream.txt | sed -n 3p)
+third=$(sed -n "s/^id: *//p" /tmp/finch-stream.txt | sed -n 3p)
 echo "--- reconnecting after event $third"
 curl -fsSN "${auth[@]}" -H "Last-Event-ID: $third" \
     "$FINCH/api/threads/$thread/runs/$run/stream?stream_mode=updates,messages"

@@ -28,6 +28,9 @@ use log::RunLog;
 
 /// How long a stopped run's stream stays readable.
 pub const KEEP_STOPPED: Duration = Duration::from_secs(600);
+/// How long the stream of a run that waits for an answer is kept, so that its ids go on
+/// when it is resumed.
+pub const KEEP_WAITING: Duration = Duration::from_secs(24 * 3600);
 
 /// What to do with a new run when its thread already has one that has not ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,17 +54,31 @@ pub enum RunsError {
     Busy { run: Uuid },
     #[error("{0}")]
     Invalid(String),
+    /// The run or thread changed meanwhile (another request answered, started or updated it).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error(transparent)]
     Worker(WorkerError),
+}
+
+impl From<StoreError> for RunsError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict { run, .. } => RunsError::Busy { run },
+            err @ (StoreError::WrongStatus { .. } | StoreError::Stale { .. }) => {
+                RunsError::Conflict(err.to_string())
+            }
+            err => RunsError::Store(err),
+        }
+    }
 }
 
 impl From<WorkerError> for RunsError {
     fn from(err: WorkerError) -> Self {
         match err {
-            WorkerError::Store(StoreError::Conflict { run, .. }) => RunsError::Busy { run },
-            WorkerError::Store(err) => RunsError::Store(err),
+            WorkerError::Store(err) => err.into(),
             WorkerError::Run(err) => RunsError::Invalid(err.to_string()),
             err => RunsError::Worker(err),
         }
@@ -251,7 +268,11 @@ impl Runs {
     pub async fn delete_thread(&self, user: i64, id: Uuid) -> Result<(), RunsError> {
         self.thread(user, id).await?;
         for run in self.store().runs(id).await? {
-            self.store().cancel(run.id).await?;
+            if self.store().cancel(run.id).await?
+                && let Some(log) = self.log(run.id)
+            {
+                log.fail("cancelled: the thread was deleted");
+            }
         }
         self.store().delete_thread(id).await?;
         Ok(())
@@ -345,7 +366,14 @@ impl Runs {
 
     fn new_log(&self, run: Uuid) -> Arc<RunLog> {
         let mut logs = self.logs.lock().expect("logs");
-        logs.retain(|_, log| log.stopped_at().is_none_or(|at| at.elapsed() < KEEP_STOPPED));
+        logs.retain(|_, log| {
+            let keep = if log.is_waiting() {
+                KEEP_WAITING
+            } else {
+                KEEP_STOPPED
+            };
+            log.stopped_at().is_none_or(|at| at.elapsed() < keep)
+        });
         logs.entry(run).or_default().clone()
     }
 
@@ -363,6 +391,9 @@ impl Runs {
         let view = self.thread(user, thread).await?;
         let graph = self.graph_of(&view).await?;
         let context = own_context(&graph, context, user);
+        // Checked before an open run is cancelled for it: a bad request changes nothing.
+        engine::run::prepare(&graph, State::new(), input.clone(), context.clone())
+            .map_err(|err| RunsError::Invalid(err.to_string()))?;
         let mode = match policy {
             Policy::Enqueue => StartMode::Enqueue,
             _ => StartMode::Reject,
@@ -385,7 +416,7 @@ impl Runs {
         }
         let run = Uuid::now_v7();
         let runs = self.clone();
-        self.launch(run, move |events| async move {
+        self.launch(run, true, move |events| async move {
             runs.worker
                 .start_as(run, thread, input, context, mode, &events)
                 .await
@@ -410,7 +441,7 @@ impl Runs {
             )));
         }
         let runs = self.clone();
-        self.launch(run, move |events| async move {
+        self.launch(run, false, move |events| async move {
             runs.worker.resume(run, answers, &events).await
         })
         .await?;
@@ -432,31 +463,36 @@ impl Runs {
 
     /// Waits until `user`'s run stops (ends, pauses or fails), then returns it.
     pub async fn join(&self, user: i64, thread: Uuid, run: Uuid) -> Result<RunRow, RunsError> {
-        self.run(user, thread, run).await?;
-        if let Some(log) = self.log(run) {
-            let mut changes = log.subscribe();
-            // `wait_for` returns at once when it is already true; an error means the log is gone.
-            let _ = changes.wait_for(|stopped| *stopped).await;
-        }
         loop {
             let row = self.run(user, thread, run).await?;
             if !matches!(row.status.as_str(), "pending" | "running") {
                 return Ok(row);
             }
-            // Run by another process, or queued: look again shortly.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Woken by the run's stream when this process runs it; and the database is asked
+            // again every second, for a run another process holds.
+            let wait = async {
+                match self.log(run) {
+                    Some(log) => {
+                        let _ = log.subscribe().wait_for(|stopped| *stopped).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
         }
     }
 
-    /// Runs `work` in the background with a fresh stream for `run`; returns once the run has
-    /// started (its first event), was queued, or was refused (with why).
-    async fn launch<F, Fut>(self: &Arc<Self>, run: Uuid, work: F) -> Result<(), RunsError>
+    /// Runs `work` in the background, its events going to `run`'s stream (a `new` one, or
+    /// the one it has); returns once the run has started (its first event), was queued, or
+    /// was refused (with why). A refused request leaves the stream as it was: another request
+    /// may be running the run.
+    async fn launch<F, Fut>(self: &Arc<Self>, run: Uuid, new: bool, work: F) -> Result<(), RunsError>
     where
         F: FnOnce(Events) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Ran, WorkerError>> + Send + 'static,
     {
         let log = self.new_log(run);
-        log.reopen();
+        let holds = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (events, mut received) = Events::channel();
         let (started_tx, started) = oneshot::channel::<Result<(), RunsError>>();
         let started_tx = Arc::new(Mutex::new(Some(started_tx)));
@@ -470,9 +506,14 @@ impl Runs {
         };
         let forward_signal = signal.clone();
         let forward_log = log.clone();
+        let forward_started = holds.clone();
         let forwarding = tokio::spawn(async move {
             while let Some(event) = received.recv().await {
-                if matches!(event, Event::RunStarted { .. }) {
+                if matches!(event, Event::RunStarted { .. })
+                    && !forward_started.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    // This request holds the run now: its stream goes on.
+                    forward_log.reopen();
                     forward_signal(Ok(()));
                 }
                 forward_log.record(&event);
@@ -484,10 +525,19 @@ impl Runs {
             // Every event is in the log before the run counts as stopped.
             let _ = forwarding.await;
             match outcome {
-                Ok(Ran::Queued { .. }) => signal(Ok(())),
+                Ok(Ran::Queued { .. }) => {
+                    log.reopen();
+                    signal(Ok(()));
+                }
                 Ok(_) => signal(Ok(())),
-                Err(err) => {
+                Err(err) if holds.load(std::sync::atomic::Ordering::SeqCst) => {
                     log.fail(&err.to_string());
+                    signal(Err(err.into()));
+                }
+                Err(err) => {
+                    if new {
+                        runs.logs.lock().expect("logs").remove(&run);
+                    }
                     signal(Err(err.into()));
                 }
             }
@@ -515,16 +565,22 @@ impl Runs {
                         log.record(&event);
                     }
                 }
+                log
             });
             let started = self.worker.start_queued(&events).await;
             drop(events);
-            let _ = forwarding.await;
+            let log = forwarding.await.ok().flatten();
             match started {
                 Ok(Some(_)) => continue,
                 Ok(None) => break,
                 Err(err) => {
                     tracing::error!(error = %err, "starting a queued run");
-                    break;
+                    match log {
+                        // That run failed; the others may start.
+                        Some(log) => log.fail(&err.to_string()),
+                        // Nothing was claimed: trying again now would fail the same way.
+                        None => break,
+                    }
                 }
             }
         }

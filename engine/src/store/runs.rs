@@ -342,10 +342,12 @@ impl Store {
                 expected: "cancelled or failed",
             });
         }
-        let first: Option<i64> = sqlx::query_scalar("SELECT min(seq) FROM steps WHERE run_id = $1")
-            .bind(run)
-            .fetch_one(&mut *tx)
-            .await?;
+        let first: Option<i64> =
+            sqlx::query_scalar("SELECT min(seq) FROM steps WHERE thread_id = $1 AND run_id = $2")
+                .bind(thread)
+                .bind(run)
+                .fetch_one(&mut *tx)
+                .await?;
         if let Some(first) = first {
             let later: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM steps WHERE thread_id = $1 AND seq >= $2 AND run_id <> $3)",

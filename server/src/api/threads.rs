@@ -422,12 +422,12 @@ impl ThreadsApi {
                 .0
                 .map(|modes| modes.split(',').map(str::to_owned).collect()),
         )?;
-        let after = match last_event_id.0 {
-            Some(id) => Some(id.trim().parse::<u64>().map_err(|_| ApiError::BadRequest {
-                detail: "Last-Event-ID must be the id of an event of this stream".to_owned(),
-                field: Some("Last-Event-ID".to_owned()),
+        let after = match (last_event_id.0, self.runs()?.log(run_id.0)) {
+            (Some(id), Some(log)) => Some(log.parse_id(&id).map_err(|detail| ApiError::Conflict {
+                code: "stream_gone",
+                detail,
             })?),
-            None => None,
+            _ => None,
         };
         self.follow(run_id.0, modes, after)
     }
@@ -522,6 +522,7 @@ impl ThreadsApi {
                 detail: "this run's stream is no longer kept; read the thread's state and history".to_owned(),
             });
         };
+        let ids = log.clone();
         let entries = futures::stream::unfold(
             (log, log_changes(run, &self.0), after, false),
             move |(log, mut changes, mut after, done)| {
@@ -536,7 +537,8 @@ impl ThreadsApi {
                         if let Some(last) = entries.last() {
                             after = Some(last.id);
                         }
-                        let ended = stopped && entries.iter().any(|entry| entry.event == "end");
+                        // `since` saw every entry of a stopped stream: nothing more will come.
+                        let ended = stopped;
                         let mine: Vec<Entry> =
                             entries.into_iter().filter(|entry| entry.is_for(&modes)).collect();
                         if !mine.is_empty() || ended {
@@ -550,14 +552,14 @@ impl ThreadsApi {
             },
         )
         .flat_map(futures::stream::iter)
-        .map(|entry| serde_json::json!({ "id": entry.id, "event": entry.event, "data": entry.data }))
+        .map(move |entry| serde_json::json!({ "id": ids.public_id(entry.id), "event": entry.event, "data": entry.data }))
         .boxed();
         Ok(EventStream::new(entries)
             .keep_alive(std::time::Duration::from_secs(15))
             .to_event(|item| {
                 SseEvent::message(item["data"].to_string())
                     .event_type(item["event"].as_str().unwrap_or("message"))
-                    .id(item["id"].to_string())
+                    .id(item["id"].as_str().unwrap_or_default().to_owned())
             }))
     }
 }
@@ -599,6 +601,10 @@ pub(super) fn runs_error(err: RunsError) -> ApiError {
         },
         RunsError::Invalid(detail) => ApiError::Unprocessable {
             code: "invalid_run",
+            detail,
+        },
+        RunsError::Conflict(detail) => ApiError::Conflict {
+            code: "run_conflict",
             detail,
         },
         RunsError::Store(err) => ApiError::Internal(err.into()),

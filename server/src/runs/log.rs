@@ -1,6 +1,8 @@
 //! A run's stream, as HTTP clients read it: every engine event of the run becomes one or more
 //! entries, each with an id that grows by one, so a client that reconnects with the last id
-//! it saw (`Last-Event-ID`) gets the rest without a gap.
+//! it saw (`Last-Event-ID`) gets the rest without a gap. Clients see ids as `EPOCH-N`: a log
+//! made again for the same run (after a restart) has another epoch, so an id of the old one
+//! is refused rather than read as a position in the new one.
 //!
 //! Entries are named after the stream modes: `values` (the state after each step), `updates`
 //! (a node's writes, and `__interrupt__` when the run pauses), `messages` (model tokens) and
@@ -36,6 +38,8 @@ impl Entry {
 /// The entries of one run, kept while the process runs it and for a while after.
 #[derive(Debug)]
 pub struct RunLog {
+    /// When the log was made (Unix milliseconds): the first part of every id clients see.
+    epoch: u64,
     entries: Mutex<Vec<Entry>>,
     /// Bumped at every append; `true` once the run stopped (ended, paused, failed).
     changed: watch::Sender<bool>,
@@ -44,7 +48,11 @@ pub struct RunLog {
 
 impl Default for RunLog {
     fn default() -> Self {
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
         RunLog {
+            epoch,
             entries: Mutex::new(Vec::new()),
             changed: watch::Sender::new(false),
             stopped_at: Mutex::new(None),
@@ -53,9 +61,34 @@ impl Default for RunLog {
 }
 
 impl RunLog {
-    /// Adds what a client sees of `event`.
+    /// The id clients see for entry `id`.
+    pub fn public_id(&self, id: u64) -> String {
+        format!("{}-{id}", self.epoch)
+    }
+
+    /// The entry a client's `Last-Event-ID` names: `Err` when it is not of this log.
+    pub fn parse_id(&self, id: &str) -> Result<u64, String> {
+        let (epoch, n) = id
+            .trim()
+            .split_once('-')
+            .ok_or("Last-Event-ID must look like `EPOCH-N`")?;
+        let n: u64 = n.parse().map_err(|_| "Last-Event-ID must look like `EPOCH-N`")?;
+        let last = self.entries.lock().expect("run log").len() as u64;
+        if epoch != self.epoch.to_string() || n >= last {
+            return Err("Last-Event-ID names no event of this run's stream as the server keeps it now; read the thread's state and history".to_owned());
+        }
+        Ok(n)
+    }
+
+    /// Adds what a client sees of `event`. Events that come after the stream's `end` (a
+    /// cancelled run finishing its step) are dropped, until the run goes on ([`reopen`]).
+    ///
+    /// [`reopen`]: RunLog::reopen
     pub fn record(&self, event: &Event) {
         let mut entries = self.entries.lock().expect("run log");
+        if *self.changed.borrow() {
+            return;
+        }
         let mut push = |name: &'static str, data: Value| {
             let id = entries.len() as u64;
             entries.push(Entry {
@@ -82,14 +115,19 @@ impl RunLog {
         if let Event::RunFinished { status, error } = event {
             push("end", json!({ "status": status.name(), "error": error }));
         }
-        let ended = matches!(event, Event::RunFinished { .. });
+        // Told while the entries are held, so a reader that sees `end` also sees it stopped.
+        self.notify(matches!(event, Event::RunFinished { .. }));
         drop(entries);
-        self.notify(ended);
     }
 
-    /// Records that the run stopped without finishing (a refused start, a lost database).
+    /// Records that the run stopped without finishing (a refused start, a lost database, a
+    /// cancel); nothing when its stream has already ended (a cancelled run's worker fails
+    /// after the cancel was recorded).
     pub fn fail(&self, error: &str) {
         let mut entries = self.entries.lock().expect("run log");
+        if *self.changed.borrow() {
+            return;
+        }
         let id = entries.len() as u64;
         entries.push(Entry {
             id,
@@ -101,8 +139,8 @@ impl RunLog {
             event: "end",
             data: json!({ "status": "failed", "error": error }),
         });
-        drop(entries);
         self.notify(true);
+        drop(entries);
     }
 
     /// Marks the log live again: a paused run goes on.
@@ -111,11 +149,22 @@ impl RunLog {
         self.changed.send_replace(false);
     }
 
+    /// Wakes the readers; `stopped` marks the stream ended (only [`reopen`](RunLog::reopen)
+    /// takes that back).
     fn notify(&self, stopped: bool) {
         if stopped {
             *self.stopped_at.lock().expect("run log") = Some(Instant::now());
         }
-        self.changed.send_replace(stopped);
+        self.changed.send_modify(|ended| *ended |= stopped);
+    }
+
+    /// Whether the stream has ended and its run waits for an answer.
+    pub fn is_waiting(&self) -> bool {
+        let entries = self.entries.lock().expect("run log");
+        *self.changed.borrow()
+            && entries
+                .last()
+                .is_some_and(|entry| entry.event == "end" && entry.data["status"] == "interrupted")
     }
 
     /// The entries after `after` (all with `None`), and whether the run has stopped.

@@ -38,7 +38,8 @@ async fn api_at(pool: &PgPool, project: &std::path::Path) -> Api {
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq)]
 struct Sse {
-    id: u64,
+    /// `EPOCH-N`.
+    id: String,
     event: String,
     data: Value,
 }
@@ -112,7 +113,39 @@ async fn a_run_is_streamed_resumed_after_a_disconnect_interrupted_and_answered(p
     );
     assert_eq!(all[9].data["__interrupt__"][0]["id"], "approve");
     assert_eq!(all[10].data, json!({"status": "interrupted", "error": null}));
-    assert!(all.windows(2).all(|pair| pair[0].id < pair[1].id), "{all:?}");
+    let position = |event: &Sse| -> u64 { event.id.split_once('-').unwrap().1.parse().unwrap() };
+    assert!(
+        all.windows(2).all(|pair| position(&pair[0]) < position(&pair[1])),
+        "{all:?}"
+    );
+    // At the end, or with an id of another stream, a reconnect gets nothing new.
+    let stream_path = format!(
+        "/api/threads/{thread}/runs/{}/stream",
+        all[0].data["run_id"].as_str().unwrap()
+    );
+    let at_end = api
+        .send(
+            Method::GET,
+            &stream_path,
+            Some(&ada.token),
+            None,
+            &[("Last-Event-ID", &all[10].id)],
+        )
+        .await;
+    assert_eq!((at_end.status, at_end.json.as_str()), (200, Some("")));
+    let stranger = api
+        .send(
+            Method::GET,
+            &stream_path,
+            Some(&ada.token),
+            None,
+            &[("Last-Event-ID", "1-3")],
+        )
+        .await;
+    assert_eq!(
+        (stranger.status, &stranger.json["code"]),
+        (409, &json!("stream_gone"))
+    );
 
     // A client that saw the first three events reconnects and gets the rest, no gap.
     let run = all[0].data["run_id"].as_str().unwrap().to_owned();
@@ -139,6 +172,18 @@ async fn a_run_is_streamed_resumed_after_a_disconnect_interrupted_and_answered(p
     );
     let waiting = api.get(&format!("/api/threads/{thread}"), &ada).await;
     assert_eq!(waiting.json["status"], "interrupted");
+
+    // A wrong answer is refused, and the run still waits for a right one.
+    let wrong_answer = api
+        .post(
+            &format!("/api/threads/{thread}/runs/{run}/resume"),
+            &ada,
+            json!({"answer": {"approved": "yes"}}),
+        )
+        .await;
+    assert_eq!(wrong_answer.status, 422, "{:?}", wrong_answer.json);
+    let still_waiting = api.get(&format!("/api/threads/{thread}/runs/{run}"), &ada).await;
+    assert_eq!(still_waiting.json["status"], "interrupted");
 
     let answered = api
         .post(
@@ -573,4 +618,89 @@ async fn a_client_that_leaves_mid_stream_comes_back_to_every_event_it_missed(poo
     assert_eq!([first, rest.clone()].concat(), everything);
     assert_eq!(rest.last().map(|event| event.event.as_str()), Some("end"));
     assert!(rest.iter().any(|event| event.event == "messages"), "{rest:?}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_run_interrupted_while_it_runs_ends_its_stream_once_and_writes_nothing_more(pool: PgPool) {
+    let project = crate::repo_root().join("server/tests/it/data/threads");
+    let script = r#"
+draft_reply:
+  - { text: "First draft.", delay_ms: 400 }
+  - "Second draft."
+"#;
+    let engine =
+        engine::run::Engine::new(Arc::new(Scripted::parse(script).unwrap())).with_database(pool.clone());
+    let config = ApiConfig {
+        runs: Some(Runs::new(&project, engine, pool.clone())),
+        ..ApiConfig::default()
+    };
+    let api = Api::with_config(pool.clone(), &config);
+    let ada = api.register("ada@example.com").await;
+    let thread = new_thread(&api, &ada).await;
+    let runs = format!("/api/threads/{thread}/runs");
+
+    let first = api
+        .post(&runs, &ada, json!({"input": {"question": "One?"}}))
+        .await;
+    assert_eq!(
+        (first.status, &first.json["status"]),
+        (201, &json!("running")),
+        "{:?}",
+        first.json
+    );
+    let first = first.json["run_id"].as_str().unwrap().to_owned();
+    let bad = api
+        .post(
+            &runs,
+            &ada,
+            json!({"input": {"question": 7}, "multitask_strategy": "interrupt"}),
+        )
+        .await;
+    assert_eq!(bad.status, 422, "a bad request cancels nothing: {:?}", bad.json);
+    let second = api
+        .post(
+            &runs,
+            &ada,
+            json!({"input": {"question": "Two?"}, "multitask_strategy": "interrupt"}),
+        )
+        .await;
+    assert_eq!(second.status, 201, "{:?}", second.json);
+    let second = second.json["run_id"].as_str().unwrap().to_owned();
+
+    let joined = api.get(&format!("{runs}/{second}/join"), &ada).await;
+    assert_eq!(
+        joined.json["state"]["values"]["draft"], "Second draft.",
+        "{:?}",
+        joined.json
+    );
+    // Let the first run's model answer and its worker find it cancelled.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let cancelled = api.get(&format!("{runs}/{first}"), &ada).await;
+    assert_eq!(cancelled.json["status"], "cancelled");
+    let stream = api
+        .send(
+            Method::GET,
+            &format!("{runs}/{first}/stream?stream_mode=updates"),
+            Some(&ada.token),
+            None,
+            &[],
+        )
+        .await;
+    let events = events(&stream.json);
+    let names: Vec<&str> = events.iter().map(|event| event.event.as_str()).collect();
+    assert_eq!(names, ["metadata", "error", "end"], "{events:?}");
+    assert_eq!(events[2].data["status"], "failed");
+    let history = api
+        .get(&format!("/api/threads/{thread}/history?limit=100"), &ada)
+        .await;
+    assert!(
+        history
+            .json
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|entry| entry["nodes"] != json!(["draft_reply"]) || entry["run_id"] != json!(first)),
+        "the cancelled run wrote no step: {:?}",
+        history.json
+    );
 }
