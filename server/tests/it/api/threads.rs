@@ -313,6 +313,21 @@ async fn a_run_is_streamed_resumed_after_a_disconnect_interrupted_and_answered(p
     let again = api.get(&format!("/api/threads/{again}/state"), &ada).await;
     assert_eq!(again.json["values"]["sent"], "Second draft.");
 
+    // A log that no longer matches what the graph does is reported where it first differs.
+    sqlx::query(
+        "UPDATE steps SET writes = jsonb_set(writes, '{0,value}', '\"Tampered.\"')
+         WHERE thread_id = $1::uuid AND nodes = '{send}'",
+    )
+    .bind(&thread)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let tampered = api
+        .post(&format!("/api/threads/{thread}/replay"), &ada, json!({}))
+        .await;
+    assert_eq!(tampered.json["same"], false, "{:?}", tampered.json);
+    assert_eq!(tampered.json["divergence"]["node"], "send", "{:?}", tampered.json);
+
     let found = api
         .post(
             "/api/threads/search",
