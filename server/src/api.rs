@@ -92,6 +92,13 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The threads and runs of API clients, or 503 when the server has none.
+    pub(crate) fn runs(&self) -> Result<&Arc<crate::runs::Runs>, ApiError> {
+        self.runs
+            .as_ref()
+            .ok_or(ApiError::AssistantUnavailable { retry_after: 30 })
+    }
+
     fn new(db: PgPool, config: &ApiConfig) -> Ctx {
         let per_minute = NonZeroU32::new(config.logins_per_minute).unwrap_or(NonZeroU32::MIN);
         Ctx {

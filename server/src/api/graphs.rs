@@ -2,8 +2,6 @@
 //! Mermaid drawing, what `finch graph check` says of them now, and what the last reloads of
 //! their files did (the server reloads them when they change).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use engine::registry::RegistryEvent;
 use poem_openapi::param::Path;
@@ -13,7 +11,6 @@ use serde_json::Value;
 
 use super::auth::Auth;
 use super::{ApiError, Ctx, Tag};
-use crate::runs::Runs;
 
 pub(crate) struct GraphsApi(pub(crate) Ctx);
 
@@ -67,7 +64,7 @@ impl GraphsApi {
     /// Every graph, with the version new threads get.
     #[oai(path = "/", method = "get")]
     async fn list(&self, _auth: Auth) -> Result<Json<Vec<GraphSummary>>, ApiError> {
-        let registry = self.runs()?.registry();
+        let registry = self.0.runs()?.registry();
         let current = registry.graphs();
         let problems = registry.all_problems();
         let mut names: Vec<&String> = current.keys().chain(problems.keys()).collect();
@@ -92,7 +89,7 @@ impl GraphsApi {
     /// What the last reloads of the graph files did.
     #[oai(path = "/reloads", method = "get")]
     async fn reloads(&self, _auth: Auth) -> Result<Json<ReloadStatus>, ApiError> {
-        let runs = self.runs()?;
+        let runs = self.0.runs()?;
         let events: Vec<ReloadEvent> = runs.reloads().into_iter().map(reload_event).collect();
         Ok(Json(ReloadStatus {
             watching: runs.is_watching(),
@@ -104,7 +101,7 @@ impl GraphsApi {
     /// One graph: its source, its drawing and its diagnostics.
     #[oai(path = "/:name", method = "get")]
     async fn get(&self, _auth: Auth, name: Path<String>) -> Result<Json<GraphDetail>, ApiError> {
-        let registry = self.runs()?.registry();
+        let registry = self.0.runs()?.registry();
         let graph = registry.get(&name.0);
         let problems = registry.problems(&name.0);
         if graph.is_none() && problems.is_empty() {
@@ -127,15 +124,6 @@ impl GraphsApi {
             .unwrap_or_default(),
             name: name.0,
         }))
-    }
-}
-
-impl GraphsApi {
-    fn runs(&self) -> Result<&Arc<Runs>, ApiError> {
-        self.0
-            .runs
-            .as_ref()
-            .ok_or(ApiError::AssistantUnavailable { retry_after: 30 })
     }
 }
 

@@ -4,7 +4,6 @@
 //! another user's thread, or one that does not exist, is 404 alike.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -21,7 +20,7 @@ use super::auth::Auth;
 use super::input::Input;
 use super::{ApiError, Created, Ctx, Tag};
 use crate::runs::log::{Entry, MODES};
-use crate::runs::{Policy, Runs, RunsError, StateView, ThreadView};
+use crate::runs::{Policy, RunsError, StateView, ThreadView};
 
 pub(crate) struct ThreadsApi(pub(crate) Ctx);
 
@@ -213,7 +212,11 @@ impl ThreadsApi {
         let new = body.value;
         let graph = new.graph.as_deref().unwrap_or(DEFAULT_GRAPH);
         let metadata = Value::Object(new.metadata.unwrap_or_default().into_iter().collect());
-        let thread = self.runs()?.create_thread(auth.0.user_id, graph, metadata).await;
+        let thread = self
+            .0
+            .runs()?
+            .create_thread(auth.0.user_id, graph, metadata)
+            .await;
         Ok(Created::Created(Json(thread.map_err(runs_error)?.into())))
     }
 
@@ -227,6 +230,7 @@ impl ThreadsApi {
         }
         let metadata = Value::Object(search.metadata.unwrap_or_default().into_iter().collect());
         let found = self
+            .0
             .runs()?
             .search(
                 auth.0.user_id,
@@ -244,14 +248,14 @@ impl ThreadsApi {
     /// One of the caller's threads.
     #[oai(path = "/:thread_id", method = "get")]
     async fn get(&self, auth: Auth, thread_id: Path<Uuid>) -> Result<Json<Thread>, ApiError> {
-        let thread = self.runs()?.thread(auth.0.user_id, thread_id.0).await;
+        let thread = self.0.runs()?.thread(auth.0.user_id, thread_id.0).await;
         Ok(Json(thread.map_err(runs_error)?.into()))
     }
 
     /// Deletes one of the caller's threads, its runs (an open one is cancelled) and its log.
     #[oai(path = "/:thread_id", method = "delete")]
     async fn delete(&self, auth: Auth, thread_id: Path<Uuid>) -> Result<(), ApiError> {
-        let deleted = self.runs()?.delete_thread(auth.0.user_id, thread_id.0).await;
+        let deleted = self.0.runs()?.delete_thread(auth.0.user_id, thread_id.0).await;
         deleted.map_err(runs_error)
     }
 
@@ -264,6 +268,7 @@ impl ThreadsApi {
         checkpoint: Query<Option<i64>>,
     ) -> Result<Json<ThreadState>, ApiError> {
         let state = self
+            .0
             .runs()?
             .state(auth.0.user_id, thread_id.0, checkpoint.0)
             .await;
@@ -278,7 +283,7 @@ impl ThreadsApi {
         thread_id: Path<Uuid>,
         body: Input<StateUpdate>,
     ) -> Result<Json<ThreadState>, ApiError> {
-        let runs = self.runs()?;
+        let runs = self.0.runs()?;
         let values = body.value.values.into_iter().collect();
         let user = auth.0.user_id;
         runs.update_state(user, thread_id.0, values)
@@ -302,6 +307,7 @@ impl ThreadsApi {
             return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
         }
         let entries = self
+            .0
             .runs()?
             .history(auth.0.user_id, thread_id.0, limit, before.0)
             .await
@@ -362,7 +368,7 @@ impl ThreadsApi {
     /// The thread's runs, newest first.
     #[oai(path = "/:thread_id/runs", method = "get")]
     async fn list_runs(&self, auth: Auth, thread_id: Path<Uuid>) -> Result<Json<Vec<Run>>, ApiError> {
-        let runs = self.runs()?.runs(auth.0.user_id, thread_id.0).await;
+        let runs = self.0.runs()?.runs(auth.0.user_id, thread_id.0).await;
         Ok(Json(
             runs.map_err(runs_error)?.into_iter().map(Run::from).collect(),
         ))
@@ -376,7 +382,7 @@ impl ThreadsApi {
         thread_id: Path<Uuid>,
         run_id: Path<Uuid>,
     ) -> Result<Json<Run>, ApiError> {
-        let run = self.runs()?.run(auth.0.user_id, thread_id.0, run_id.0).await;
+        let run = self.0.runs()?.run(auth.0.user_id, thread_id.0, run_id.0).await;
         Ok(Json(run.map_err(runs_error)?.into()))
     }
 
@@ -388,7 +394,7 @@ impl ThreadsApi {
         thread_id: Path<Uuid>,
         run_id: Path<Uuid>,
     ) -> Result<Json<Run>, ApiError> {
-        let run = self.runs()?.cancel(auth.0.user_id, thread_id.0, run_id.0).await;
+        let run = self.0.runs()?.cancel(auth.0.user_id, thread_id.0, run_id.0).await;
         Ok(Json(run.map_err(runs_error)?.into()))
     }
 
@@ -413,7 +419,8 @@ impl ThreadsApi {
         stream_mode: Query<Option<String>>,
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<String>>,
     ) -> Result<Stream, ApiError> {
-        self.runs()?
+        self.0
+            .runs()?
             .run(auth.0.user_id, thread_id.0, run_id.0)
             .await
             .map_err(runs_error)?;
@@ -422,7 +429,7 @@ impl ThreadsApi {
                 .0
                 .map(|modes| modes.split(',').map(str::to_owned).collect()),
         )?;
-        let after = match (last_event_id.0, self.runs()?.log(run_id.0)) {
+        let after = match (last_event_id.0, self.0.runs()?.log(run_id.0)) {
             (Some(id), Some(log)) => Some(log.parse_id(&id).map_err(|detail| ApiError::Conflict {
                 code: "stream_gone",
                 detail,
@@ -441,7 +448,7 @@ impl ThreadsApi {
         run_id: Path<Uuid>,
         body: Input<Resume>,
     ) -> Result<Json<Run>, ApiError> {
-        let runs = self.runs()?;
+        let runs = self.0.runs()?;
         let (user, thread, run) = (auth.0.user_id, thread_id.0, run_id.0);
         let answers = match (body.value.answer, body.value.answers) {
             (Some(answer), None) => {
@@ -479,13 +486,6 @@ impl ThreadsApi {
 }
 
 impl ThreadsApi {
-    fn runs(&self) -> Result<&Arc<Runs>, ApiError> {
-        self.0
-            .runs
-            .as_ref()
-            .ok_or(ApiError::AssistantUnavailable { retry_after: 30 })
-    }
-
     async fn start(&self, auth: &Auth, thread: Uuid, new: NewRun) -> Result<engine::store::RunRow, ApiError> {
         let policy = match new.multitask_strategy.unwrap_or_default() {
             MultitaskStrategy::Reject => Policy::Reject,
@@ -495,14 +495,15 @@ impl ThreadsApi {
         };
         let input = new.input.unwrap_or_default().into_iter().collect();
         let context = new.context.unwrap_or_default().into_iter().collect();
-        self.runs()?
+        self.0
+            .runs()?
             .start(auth.0.user_id, thread, input, context, policy)
             .await
             .map_err(runs_error)
     }
 
     async fn joined(&self, auth: &Auth, thread: Uuid, run: Uuid) -> Result<Json<RunResult>, ApiError> {
-        let runs = self.runs()?;
+        let runs = self.0.runs()?;
         let row = runs.join(auth.0.user_id, thread, run).await.map_err(runs_error)?;
         let state = runs
             .state(auth.0.user_id, thread, None)
@@ -516,7 +517,7 @@ impl ThreadsApi {
 
     /// The run's stream for `modes`, after entry `after`, until the run stops.
     fn follow(&self, run: Uuid, modes: Vec<String>, after: Option<u64>) -> Result<Stream, ApiError> {
-        let Some(log) = self.runs()?.log(run) else {
+        let Some(log) = self.0.runs()?.log(run) else {
             return Err(ApiError::Conflict {
                 code: "stream_gone",
                 detail: "this run's stream is no longer kept; read the thread's state and history".to_owned(),

@@ -4,7 +4,6 @@
 //! with edits) and `GET …/diff` (what differs between two checkpoints or threads).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use engine::diff::Side;
 use engine::replay::Replayed;
@@ -20,7 +19,6 @@ use super::auth::Auth;
 use super::input::Input;
 use super::threads::{Thread, runs_error};
 use super::{ApiError, Created, Ctx, Tag};
-use crate::runs::Runs;
 
 pub(crate) struct TimeTravelApi(pub(crate) Ctx);
 
@@ -85,6 +83,7 @@ impl TimeTravelApi {
         body: Input<ReplayRequest>,
     ) -> Result<Json<ReplayReport>, ApiError> {
         let replayed = self
+            .0
             .runs()?
             .replay_check(auth.0.user_id, thread_id.0, body.value.from)
             .await;
@@ -114,7 +113,7 @@ impl TimeTravelApi {
         body: Input<WhatIfRequest>,
     ) -> Result<Created<WhatIfReport>, ApiError> {
         let from = body.value.from.unwrap_or(0);
-        let made = self.runs()?.what_if(auth.0.user_id, thread_id.0, from).await;
+        let made = self.0.runs()?.what_if(auth.0.user_id, thread_id.0, from).await;
         let (made, thread) = made.map_err(runs_error)?;
         Ok(Created::Created(Json(WhatIfReport {
             thread: thread.into(),
@@ -138,6 +137,7 @@ impl TimeTravelApi {
             .map(|(path, value)| Edit { path, value })
             .collect();
         let fork = self
+            .0
             .runs()?
             .fork(auth.0.user_id, thread_id.0, request.checkpoint, edits)
             .await;
@@ -164,6 +164,7 @@ impl TimeTravelApi {
             at: with_checkpoint.0,
         };
         let changes = self
+            .0
             .runs()?
             .diff(auth.0.user_id, a, b)
             .await
@@ -180,14 +181,5 @@ impl TimeTravelApi {
                 })
                 .collect(),
         ))
-    }
-}
-
-impl TimeTravelApi {
-    fn runs(&self) -> Result<&Arc<Runs>, ApiError> {
-        self.0
-            .runs
-            .as_ref()
-            .ok_or(ApiError::AssistantUnavailable { retry_after: 30 })
     }
 }

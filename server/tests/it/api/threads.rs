@@ -22,12 +22,17 @@ draft_reply:
 "#;
 
 async fn api(pool: &PgPool) -> Api {
-    api_at(pool, &crate::repo_root().join("server/tests/it/data/threads")).await
+    api_with(pool, &fixture(), DRAFTS).await
 }
 
-async fn api_at(pool: &PgPool, project: &std::path::Path) -> Api {
-    let engine =
-        engine::run::Engine::new(Arc::new(Scripted::parse(DRAFTS).unwrap())).with_database(pool.clone());
+fn fixture() -> std::path::PathBuf {
+    crate::repo_root().join("server/tests/it/data/threads")
+}
+
+/// The API serving the graphs of `project`, with `script` as the models' replies.
+async fn api_with(pool: &PgPool, project: &std::path::Path, script: &str) -> Api {
+    let llm = Arc::new(Scripted::parse(script).unwrap());
+    let engine = engine::run::Engine::new(llm).with_database(pool.clone());
     let config = ApiConfig {
         runs: Some(Runs::new(project, engine, pool.clone())),
         ..ApiConfig::default()
@@ -506,7 +511,7 @@ async fn another_users_thread_is_not_found_on_every_route(pool: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn graphs_are_listed_drawn_checked_and_reloaded_when_their_files_change(pool: PgPool) {
-    let fixture = crate::repo_root().join("server/tests/it/data/threads");
+    let fixture = fixture();
     let project = std::env::temp_dir().join(format!("finch-graphs-{}", uuid::Uuid::new_v4()));
     for folder in ["graphs", "prompts"] {
         std::fs::create_dir_all(project.join(folder)).unwrap();
@@ -517,7 +522,7 @@ async fn graphs_are_listed_drawn_checked_and_reloaded_when_their_files_change(po
     )
     .unwrap();
     std::fs::copy(fixture.join("prompts/ask.j2"), project.join("prompts/ask.j2")).unwrap();
-    let api = api_at(&pool, &project).await;
+    let api = api_with(&pool, &project, DRAFTS).await;
     let ada = api.register("ada@example.com").await;
 
     let listed = api.get("/api/graphs", &ada).await;
@@ -583,14 +588,7 @@ draft_reply:
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_client_that_leaves_mid_stream_comes_back_to_every_event_it_missed(pool: PgPool) {
-    let project = crate::repo_root().join("server/tests/it/data/threads");
-    let engine =
-        engine::run::Engine::new(Arc::new(Scripted::parse(SLOW).unwrap())).with_database(pool.clone());
-    let config = ApiConfig {
-        runs: Some(Runs::new(&project, engine, pool.clone())),
-        ..ApiConfig::default()
-    };
-    let api = Api::with_config(pool.clone(), &config);
+    let api = api_with(&pool, &fixture(), SLOW).await;
     let ada = api.register("ada@example.com").await;
     let thread = new_thread(&api, &ada).await;
 
@@ -637,19 +635,12 @@ async fn a_client_that_leaves_mid_stream_comes_back_to_every_event_it_missed(poo
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_run_interrupted_while_it_runs_ends_its_stream_once_and_writes_nothing_more(pool: PgPool) {
-    let project = crate::repo_root().join("server/tests/it/data/threads");
     let script = r#"
 draft_reply:
   - { text: "First draft.", delay_ms: 400 }
   - "Second draft."
 "#;
-    let engine =
-        engine::run::Engine::new(Arc::new(Scripted::parse(script).unwrap())).with_database(pool.clone());
-    let config = ApiConfig {
-        runs: Some(Runs::new(&project, engine, pool.clone())),
-        ..ApiConfig::default()
-    };
-    let api = Api::with_config(pool.clone(), &config);
+    let api = api_with(&pool, &fixture(), script).await;
     let ada = api.register("ada@example.com").await;
     let thread = new_thread(&api, &ada).await;
     let runs = format!("/api/threads/{thread}/runs");
