@@ -334,11 +334,7 @@ impl Runs {
         before: Option<i64>,
     ) -> Result<Vec<engine::store::StepEntry>, RunsError> {
         self.thread(user, id).await?;
-        let mut entries = self.store().history(id).await?;
-        entries.retain(|entry| before.is_none_or(|before| entry.seq < before));
-        entries.reverse();
-        entries.truncate(limit);
-        Ok(entries)
+        Ok(self.store().history_page(id, limit as i64, before).await?)
     }
 
     /// `user`'s run `run` of thread `thread`.

@@ -43,6 +43,28 @@ impl Store {
         Ok(entries)
     }
 
+    /// At most `limit` entries of a thread's log before entry `before` (all when `None`),
+    /// newest first: a page of [`history`](Store::history).
+    pub async fn history_page(
+        &self,
+        thread: Uuid,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<StepEntry>, StoreError> {
+        let entries = sqlx::query_as::<_, StepEntry>(
+            "SELECT s.seq, s.run_id, s.step, s.nodes, s.writes, s.position, s.calls, s.answers, s.effects, r.graph_version, \
+                 s.created_at \
+             FROM steps s LEFT JOIN runs r ON r.id = s.run_id \
+             WHERE s.thread_id = $1 AND s.seq < $2 ORDER BY s.seq DESC LIMIT $3",
+        )
+        .bind(thread)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(entries)
+    }
+
     /// The items of a thread's `append` fields, by the log entry that appended them: for each
     /// entry, `(field, item)` in the order they were appended.
     pub async fn items(&self, thread: Uuid) -> Result<BTreeMap<i64, Vec<(String, Value)>>, StoreError> {
