@@ -91,7 +91,10 @@ async fn save_goal(tx: &mut PgConnection, user: i64, args: GoalArgs) -> sqlx::Re
             "the target must be a positive amount with at most two decimals",
         ));
     };
-    let today = chrono::Utc::now().date_naive();
+    // The database's today: a new goal starts on it, and `due_date >= start_date` holds.
+    let today: NaiveDate = sqlx::query_scalar("SELECT current_date")
+        .fetch_one(&mut *tx)
+        .await?;
     if args.due_date.is_some_and(|due| due < today) {
         return Ok(refused("the due date is in the past"));
     }
@@ -224,59 +227,53 @@ async fn save_budget(tx: &mut PgConnection, user: i64, args: BudgetArgs) -> sqlx
         return Ok(refused("the priority goes from 1 to 10"));
     }
     let current = args.current_name.as_deref().unwrap_or(name).trim();
-    let existing: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM budgets WHERE user_id = $1 AND active AND lower(name) = lower($2)",
-    )
-    .bind(user)
-    .bind(match args.action {
-        Action::Create => name,
-        Action::Update => current,
-    })
-    .fetch_optional(&mut *tx)
-    .await?;
-    let row: (i64, Decimal, Option<i16>, Option<String>) = match (args.action, existing) {
-        (Action::Create, Some(_)) => return Ok(refused("there is already an active budget of that name")),
-        (Action::Update, None) => return Ok(refused("there is no active budget of that name to update")),
-        (Action::Create, None) => {
-            sqlx::query_as(
-                "INSERT INTO budgets (user_id, name, monthly_limit, priority, description)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id, monthly_limit, priority, description",
+    let existing: Option<i64> = match args.action {
+        Action::Create => None,
+        Action::Update => {
+            let found = sqlx::query_scalar(
+                "SELECT id FROM budgets WHERE user_id = $1 AND active AND lower(name) = lower($2)",
             )
             .bind(user)
-            .bind(name)
-            .bind(limit)
-            .bind(args.priority)
-            .bind(&args.description)
-            .fetch_one(&mut *tx)
-            .await?
-        }
-        (Action::Update, Some(id)) => {
-            let taken: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM budgets WHERE user_id = $1 AND active AND lower(name) = lower($2)
-                                AND id <> $3)",
-            )
-            .bind(user)
-            .bind(name)
-            .bind(id)
-            .fetch_one(&mut *tx)
+            .bind(current)
+            .fetch_optional(&mut *tx)
             .await?;
-            if taken {
-                return Ok(refused("another active budget already has that name"));
+            if found.is_none() {
+                return Ok(refused("there is no active budget of that name to update"));
             }
-            sqlx::query_as(
-                "UPDATE budgets SET name = $2, monthly_limit = $3, priority = coalesce($4, priority),
-                        description = coalesce($5, description), updated_at = now()
-                 WHERE id = $1 RETURNING id, monthly_limit, priority, description",
-            )
-            .bind(id)
-            .bind(name)
-            .bind(limit)
-            .bind(args.priority)
-            .bind(&args.description)
-            .fetch_one(&mut *tx)
-            .await?
+            found
         }
     };
+    let write = match existing {
+        None => sqlx::query_as(
+            "INSERT INTO budgets (user_id, name, monthly_limit, priority, description)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, monthly_limit, priority, description",
+        )
+        .bind(user),
+        Some(id) => sqlx::query_as(
+            "UPDATE budgets SET name = $2, monthly_limit = $3, priority = coalesce($4, priority),
+                    description = coalesce($5, description), updated_at = now()
+             WHERE id = $1 RETURNING id, monthly_limit, priority, description",
+        )
+        .bind(id),
+    };
+    // In a savepoint: a name another active budget has (even one made a moment ago by another
+    // request) is a refusal, and the step's transaction goes on.
+    let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+    let written: sqlx::Result<(i64, Decimal, Option<i16>, Option<String>)> = write
+        .bind(name)
+        .bind(limit)
+        .bind(args.priority)
+        .bind(&args.description)
+        .fetch_one(&mut *savepoint)
+        .await;
+    let row = match written {
+        Err(sqlx::Error::Database(err)) if err.constraint() == Some("budgets_name") => {
+            savepoint.rollback().await?;
+            return Ok(refused("there is already an active budget of that name"));
+        }
+        written => written?,
+    };
+    savepoint.commit().await?;
     let (id, limit, priority, description) = row;
     let action = if existing.is_some() { "update" } else { "create" };
     audit::record(

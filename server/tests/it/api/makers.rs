@@ -464,3 +464,46 @@ async fn a_turn_that_fails_after_setting_a_question_aside_leaves_the_conversatio
     assert_eq!(again["is_done"], false);
     assert!(goals(&api, &ada).await.is_empty());
 }
+
+/// The finance tool by itself, as a graph's `tool` node calls it in a step's transaction.
+async fn call_tool(tx: &mut sqlx::PgConnection, user: i64, tool: &str, args: Value) -> Value {
+    let tool = server::tools::all()
+        .into_iter()
+        .find(|candidate| candidate.spec().name == tool)
+        .unwrap();
+    let context = json!({ "user_id": user }).as_object().cloned().unwrap();
+    let call = engine::nodes::HostCall {
+        tx,
+        context: &context,
+        args: args.as_object().cloned().unwrap(),
+    };
+    tool.call(call).await.unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_budget_name_already_taken_is_a_refusal_and_the_step_goes_on(pool: PgPool) {
+    let api = super::Api::new(pool.clone());
+    let ada = api.register("ada@example.com").await;
+    let mut tx = pool.begin().await.unwrap();
+    let create = |name: &str| json!({ "action": "create", "name": name, "monthly_limit": "300" });
+    let first = call_tool(&mut tx, ada.id, "save_budget", create("Groceries")).await;
+    assert_eq!(first["ok"], true, "{first}");
+    // Caught by the unique index, not by a look beforehand: the same path as a race.
+    let again = call_tool(&mut tx, ada.id, "save_budget", create("groceries")).await;
+    assert_eq!(
+        again,
+        json!({ "ok": false, "error": "there is already an active budget of that name" })
+    );
+    let other = call_tool(&mut tx, ada.id, "save_budget", create("Transport")).await;
+    assert_eq!(other["ok"], true, "the transaction is still usable: {other}");
+    let rename = json!({ "action": "update", "current_name": "Transport", "name": "GROCERIES", "monthly_limit": "50" });
+    let renamed = call_tool(&mut tx, ada.id, "save_budget", rename).await;
+    assert_eq!(renamed["ok"], false, "{renamed}");
+    tx.commit().await.unwrap();
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM budgets WHERE user_id = $1 ORDER BY id")
+        .bind(ada.id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(names, ["Groceries", "Transport"]);
+}
