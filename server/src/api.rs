@@ -30,7 +30,6 @@ mod time_travel;
 mod transactions;
 mod users;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,13 +99,10 @@ impl Ctx {
     }
 
     fn new(db: PgPool, config: &ApiConfig) -> Ctx {
-        let per_minute = NonZeroU32::new(config.logins_per_minute).unwrap_or(NonZeroU32::MIN);
         Ctx {
             db,
             token_ttl: config.token_ttl,
-            logins: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
-                per_minute,
-            ))),
+            logins: crate::limits::per_minute(config.logins_per_minute),
             assistant: config.assistant.clone(),
             runs: config.runs.clone(),
         }

@@ -5,7 +5,6 @@
 //! turn gets the recent ones as input, so a turn that failed leaves nothing half-remembered.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,7 +32,7 @@ pub const GRAPHS: &[&str] = &["assistant", "goal_maker", "budget_maker", "transa
 pub struct Assistant {
     worker: Worker,
     graphs: BTreeMap<&'static str, Arc<Graph>>,
-    turns: governor::DefaultKeyedRateLimiter<i64>,
+    turns: Arc<governor::DefaultKeyedRateLimiter<i64>>,
 }
 
 /// What a turn answered.
@@ -107,11 +106,10 @@ impl Assistant {
             Store::new(db),
             format!("finch-serve:{}", std::process::id()),
         );
-        let per_minute = NonZeroU32::new(turns_per_minute).unwrap_or(NonZeroU32::MIN);
         Ok(Assistant {
             worker,
             graphs,
-            turns: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
+            turns: crate::limits::per_minute(turns_per_minute),
         })
     }
 

@@ -10,6 +10,7 @@ mod cli;
 mod config;
 pub mod demo;
 pub mod finance;
+mod limits;
 pub mod runs;
 pub mod tools;
 
