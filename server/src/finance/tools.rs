@@ -409,7 +409,15 @@ async fn add_expense(tx: &mut PgConnection, user: i64, args: ExpenseArgs) -> sql
         Err(LedgerError::Move(MoveError::Database(err))) => return Err(err),
         Err(err) => {
             savepoint.rollback().await?;
-            return Ok(refused(err.to_string()));
+            // In the user's words: accounts by name, never by id.
+            let why = match err {
+                LedgerError::Move(MoveError::InsufficientFunds { balance, needed, .. }) => {
+                    format!("the {account_name} account holds {balance:.2}, less than {needed:.2}")
+                }
+                LedgerError::Move(MoveError::NoAccount(_)) => "there is no such account".to_owned(),
+                err => err.to_string(),
+            };
+            return Ok(refused(why));
         }
     };
     audit::record(
@@ -439,12 +447,21 @@ async fn add_expense(tx: &mut PgConnection, user: i64, args: ExpenseArgs) -> sql
 }
 
 /// A tool's arguments, or the refusal to hand back when the model's are not usable.
+/// The tool's arguments, or a refusal naming the argument that does not fit (not the
+/// deserializer's wording, which the model would pass on to the user).
 fn arguments<T: serde::de::DeserializeOwned>(
     args: serde_json::Map<String, Value>,
     what: &str,
 ) -> Result<T, Value> {
-    serde_json::from_value(Value::Object(args))
-        .map_err(|err| refused(format!("the {what}'s details are not usable: {err}")))
+    serde_path_to_error::deserialize(Value::Object(args)).map_err(|err| {
+        let field = err.path().to_string();
+        let detail = match err.inner().to_string() {
+            inner if inner.starts_with("missing field") => inner.replace("missing field", "it needs"),
+            _ if field == "." => "they are not a set of named values".to_owned(),
+            _ => format!("`{field}` is not usable"),
+        };
+        refused(format!("the {what}'s details: {detail}"))
+    })
 }
 
 /// The run's user: the server puts it in the context from the login.

@@ -507,3 +507,29 @@ async fn a_budget_name_already_taken_is_a_refusal_and_the_step_goes_on(pool: PgP
         .unwrap();
     assert_eq!(names, ["Groceries", "Transport"]);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_tool_refusal_names_what_to_change_in_the_users_words(pool: PgPool) {
+    let api = super::Api::new(pool.clone());
+    let ada = api.register("ada@example.com").await;
+    let mut tx = pool.begin().await.unwrap();
+    let odd = json!({ "action": "create", "name": "Fun", "monthly_limit": "30", "priority": "high" });
+    let refused = call_tool(&mut tx, ada.id, "save_budget", odd).await;
+    assert_eq!(
+        refused,
+        json!({ "ok": false, "error": "the budget's details: `priority` is not usable" })
+    );
+    let missing = call_tool(
+        &mut tx,
+        ada.id,
+        "save_budget",
+        json!({ "action": "create", "name": "Fun" }),
+    )
+    .await;
+    assert_eq!(missing["error"], "the budget's details: it needs `monthly_limit`");
+    let expense = json!({ "amount": "50", "description": "Shoes" });
+    let short = call_tool(&mut tx, ada.id, "add_expense", expense).await;
+    let error = short["error"].as_str().unwrap();
+    // The account by its name, never by its id.
+    assert_eq!(error, "the Regular account holds 0.00, less than 50.00");
+}
