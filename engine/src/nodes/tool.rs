@@ -84,7 +84,7 @@ pub const TOOLS: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "check_numbers",
-        description: "Checks that every number of `texts` (a text, or a list) appears in `sources` (its value, or a list with one per text): `{ ok, problems }`.",
+        description: "Checks that every number of `texts` (a text, or a list) appears in `sources` (its value, or a list with one per text): `{ ok, problems, passed }`.",
         required: &["texts", "sources"],
         optional: &[],
         open: false,
