@@ -167,6 +167,15 @@ impl Runs {
         });
         let starting = runs.clone();
         tokio::spawn(async move { starting.start_queued().await });
+        let weak = Arc::downgrade(&runs);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                ticks.tick().await;
+                let Some(runs) = weak.upgrade() else { break };
+                runs.forget_old_streams();
+            }
+        });
         runs
     }
 
@@ -361,8 +370,12 @@ impl Runs {
     }
 
     fn new_log(&self, run: Uuid) -> Arc<RunLog> {
-        let mut logs = self.logs.lock().expect("logs");
-        logs.retain(|_, log| {
+        self.logs.lock().expect("logs").entry(run).or_default().clone()
+    }
+
+    /// Drops the streams kept long enough (checked every minute).
+    fn forget_old_streams(&self) {
+        self.logs.lock().expect("logs").retain(|_, log| {
             let keep = if log.is_waiting() {
                 KEEP_WAITING
             } else {
@@ -370,7 +383,6 @@ impl Runs {
             };
             log.stopped_at().is_none_or(|at| at.elapsed() < keep)
         });
-        logs.entry(run).or_default().clone()
     }
 
     /// Starts a run on `user`'s thread with `input` and `context` (whose `user_id`, when the
