@@ -3,203 +3,33 @@
 //! over SSE, interrupts answered over HTTP). Every route finds the thread through its owner:
 //! another user's thread, or one that does not exist, is 404 alike.
 
-use std::collections::BTreeMap;
+mod objects;
 
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use poem::web::sse::Event as SseEvent;
+use poem_openapi::OpenApi;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
-use poem_openapi::{Enum, Object, OpenApi};
-use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
+
+pub(crate) use objects::Thread;
+use objects::{
+    HistoryEntry, MultitaskStrategy, NewRun, NewThread, Resume, Run, RunResult, StateUpdate, ThreadSearch,
+    ThreadState,
+};
 
 use super::auth::Auth;
 use super::input::Input;
 use super::{ApiError, Created, Ctx, Tag};
-use crate::runs::log::{Entry, MODES};
-use crate::runs::{Policy, RunsError, StateView, ThreadView};
+use crate::runs::log::MODES;
+use crate::runs::{Policy, RunsError};
 
 pub(crate) struct ThreadsApi(pub(crate) Ctx);
 
 /// The graph a thread runs when its creator names none.
 const DEFAULT_GRAPH: &str = "assistant";
-
-#[derive(Debug, Object, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewThread {
-    /// The graph the thread runs (a name in `graphs/`), pinned to its current version;
-    /// `assistant` when left out.
-    graph: Option<String>,
-    /// Anything the client wants to find the thread by.
-    metadata: Option<BTreeMap<String, Value>>,
-}
-
-#[derive(Debug, Object)]
-pub(crate) struct Thread {
-    thread_id: Uuid,
-    graph: String,
-    /// The version of the graph the thread's runs use.
-    graph_version: String,
-    metadata: Value,
-    /// `idle`, `busy`, `interrupted` or `error`, from its last run.
-    status: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<ThreadView> for Thread {
-    fn from(view: ThreadView) -> Self {
-        Thread {
-            thread_id: view.row.id,
-            graph: view.row.graph,
-            graph_version: view.row.graph_version,
-            metadata: view.row.metadata,
-            status: view.status.to_owned(),
-            created_at: view.row.created_at,
-            updated_at: view.row.updated_at,
-        }
-    }
-}
-
-#[derive(Debug, Object, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ThreadSearch {
-    /// Threads whose metadata contains all of these keys and values.
-    metadata: Option<BTreeMap<String, Value>>,
-    /// `idle`, `busy`, `interrupted` or `error`.
-    status: Option<String>,
-    /// At most this many (default 20, at most 100).
-    limit: Option<i64>,
-    offset: Option<i64>,
-}
-
-#[derive(Debug, Object)]
-pub(crate) struct ThreadState {
-    /// The state's fields.
-    values: Value,
-    /// The nodes that run next, while a run is open.
-    next: Vec<String>,
-    /// The questions the thread's run waits for: `[{id, payload}]`.
-    interrupts: Value,
-    /// The log entry this state follows (0 before any) and the run that wrote it.
-    checkpoint: CheckpointRef,
-    graph_version: String,
-}
-
-#[derive(Debug, Object)]
-pub(crate) struct CheckpointRef {
-    seq: i64,
-    run_id: Option<Uuid>,
-}
-
-impl From<StateView> for ThreadState {
-    fn from(view: StateView) -> Self {
-        ThreadState {
-            values: Value::Object(view.values),
-            next: view.next,
-            interrupts: view.interrupts,
-            checkpoint: CheckpointRef {
-                seq: view.seq,
-                run_id: view.run_id,
-            },
-            graph_version: view.graph_version,
-        }
-    }
-}
-
-#[derive(Debug, Object, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StateUpdate {
-    /// Fields to write, each through its reducer (an `append` field takes a list of items).
-    values: BTreeMap<String, Value>,
-}
-
-/// One entry of a thread's log.
-#[derive(Debug, Object)]
-pub(crate) struct HistoryEntry {
-    seq: i64,
-    run_id: Uuid,
-    /// The run's step (0 is its input).
-    step: i32,
-    /// The nodes that ran in it.
-    nodes: Vec<String>,
-    /// What they wrote: `[{field, value}]` (an `append` field's items are in the state).
-    writes: Value,
-    graph_version: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
-/// What to do when the thread already has a run that has not ended.
-#[derive(Debug, Clone, Copy, Enum, Deserialize, Default)]
-#[oai(rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum MultitaskStrategy {
-    /// 409, and nothing starts.
-    #[default]
-    Reject,
-    /// The run waits for the thread, then runs.
-    Enqueue,
-    /// The open run is cancelled; what it wrote stays.
-    Interrupt,
-    /// The open run is cancelled and what it wrote removed.
-    Rollback,
-}
-
-#[derive(Debug, Object, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewRun {
-    /// The graph's `input` fields.
-    input: Option<BTreeMap<String, Value>>,
-    /// The graph's `context` fields; `user_id` is always the caller's.
-    context: Option<BTreeMap<String, Value>>,
-    /// When the thread has an open run (default `reject`).
-    multitask_strategy: Option<MultitaskStrategy>,
-    /// For `runs/stream`: `values` (default), `updates`, `messages`, `events`, one or several.
-    stream_mode: Option<Vec<String>>,
-}
-
-#[derive(Debug, Object)]
-pub(crate) struct Run {
-    run_id: Uuid,
-    thread_id: Uuid,
-    /// `pending`, `running`, `interrupted`, `succeeded`, `failed` or `cancelled`.
-    status: String,
-    error: Option<String>,
-    graph_version: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
-impl From<engine::store::RunRow> for Run {
-    fn from(row: engine::store::RunRow) -> Self {
-        Run {
-            run_id: row.id,
-            thread_id: row.thread_id,
-            status: row.status,
-            error: row.error,
-            graph_version: row.graph_version,
-            created_at: row.created_at,
-        }
-    }
-}
-
-/// A run that stopped, with the thread's state.
-#[derive(Debug, Object)]
-pub(crate) struct RunResult {
-    run: Run,
-    state: ThreadState,
-}
-
-#[derive(Debug, Object, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Resume {
-    /// The answer to the one question the run waits for.
-    answer: Option<Value>,
-    /// Answers by interrupt id, when it waits for several.
-    answers: Option<BTreeMap<String, Value>>,
-}
 
 /// One entry of a run's stream (the SSE `data`).
 type Stream = EventStream<BoxStream<'static, Value>>;
@@ -524,37 +354,10 @@ impl ThreadsApi {
             });
         };
         let ids = log.clone();
-        let entries = futures::stream::unfold(
-            (log, log_changes(run, &self.0), after, false),
-            move |(log, mut changes, mut after, done)| {
-                let modes = modes.clone();
-                async move {
-                    if done {
-                        return None;
-                    }
-                    loop {
-                        changes.borrow_and_update();
-                        let (entries, stopped) = log.since(after);
-                        if let Some(last) = entries.last() {
-                            after = Some(last.id);
-                        }
-                        // `since` saw every entry of a stopped stream: nothing more will come.
-                        let ended = stopped;
-                        let mine: Vec<Entry> =
-                            entries.into_iter().filter(|entry| entry.is_for(&modes)).collect();
-                        if !mine.is_empty() || ended {
-                            return Some((mine, (log, changes, after, ended)));
-                        }
-                        if changes.changed().await.is_err() {
-                            return None;
-                        }
-                    }
-                }
-            },
-        )
-        .flat_map(futures::stream::iter)
-        .map(move |entry| serde_json::json!({ "id": ids.public_id(entry.id), "event": entry.event, "data": entry.data }))
-        .boxed();
+        let entries = log
+            .follow(modes, after)
+            .map(move |entry| serde_json::json!({ "id": ids.public_id(entry.id), "event": entry.event, "data": entry.data }))
+            .boxed();
         Ok(EventStream::new(entries)
             .keep_alive(std::time::Duration::from_secs(15))
             .to_event(|item| {
@@ -562,13 +365,6 @@ impl ThreadsApi {
                     .event_type(item["event"].as_str().unwrap_or("message"))
                     .id(item["id"].as_str().unwrap_or_default().to_owned())
             }))
-    }
-}
-
-fn log_changes(run: Uuid, ctx: &Ctx) -> tokio::sync::watch::Receiver<bool> {
-    match ctx.runs.as_ref().and_then(|runs| runs.log(run)) {
-        Some(log) => log.subscribe(),
-        None => tokio::sync::watch::Sender::new(true).subscribe(),
     }
 }
 

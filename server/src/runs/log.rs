@@ -9,10 +9,11 @@
 //! `events` (every engine event as is); `metadata` (the run's id), `error` and `end` go to
 //! every client.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use engine::run::Event;
+use futures::stream::{BoxStream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -179,6 +180,41 @@ impl RunLog {
         self.changed.subscribe()
     }
 
+    /// The entries after `after` that a client of `modes` gets, then the live ones, until the
+    /// run stops: the stream ends when every entry of a stopped run has been given.
+    pub fn follow(self: Arc<Self>, modes: Vec<String>, after: Option<u64>) -> BoxStream<'static, Entry> {
+        let changes = self.subscribe();
+        futures::stream::unfold(
+            (self, changes, after, false),
+            move |(log, mut changes, mut after, done)| {
+                let modes = modes.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    loop {
+                        // Seen before reading: a change after the read wakes the wait below.
+                        changes.borrow_and_update();
+                        let (entries, stopped) = log.since(after);
+                        if let Some(last) = entries.last() {
+                            after = Some(last.id);
+                        }
+                        let mine: Vec<Entry> =
+                            entries.into_iter().filter(|entry| entry.is_for(&modes)).collect();
+                        if !mine.is_empty() || stopped {
+                            return Some((mine, (log, changes, after, stopped)));
+                        }
+                        if changes.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                }
+            },
+        )
+        .flat_map(futures::stream::iter)
+        .boxed()
+    }
+
     /// When the run stopped, if it has.
     pub fn stopped_at(&self) -> Option<Instant> {
         *self.stopped_at.lock().expect("run log")
@@ -189,6 +225,49 @@ impl RunLog {
 mod tests {
     use super::*;
     use engine::run::RunStatus;
+
+    fn finished() -> Event {
+        Event::RunFinished {
+            status: RunStatus::Succeeded,
+            error: None,
+        }
+    }
+
+    fn token(text: &str) -> Event {
+        Event::Token {
+            node: "answer".to_owned(),
+            text: text.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_gets_what_was_and_what_comes_then_the_stream_ends() {
+        let log = Arc::new(RunLog::default());
+        log.record(&token("Hel"));
+        let follower = tokio::spawn(
+            log.clone()
+                .follow(vec!["messages".to_owned()], None)
+                .collect::<Vec<_>>(),
+        );
+        tokio::task::yield_now().await;
+        log.record(&token("lo"));
+        log.record(&finished());
+        let seen: Vec<(u64, &str)> = follower
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.id, e.event))
+            .collect();
+        assert_eq!(seen, [(0, "messages"), (2, "messages"), (5, "end")]);
+        // Nothing is recorded after the end, and a follower from the end gets nothing.
+        log.record(&token("late"));
+        let after_end = log
+            .clone()
+            .follow(vec!["messages".to_owned()], Some(5))
+            .collect::<Vec<_>>()
+            .await;
+        assert_eq!(after_end, []);
+    }
 
     #[test]
     fn entries_are_numbered_in_order_and_a_reader_resumes_after_the_last_it_saw() {
