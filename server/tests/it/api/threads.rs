@@ -635,9 +635,11 @@ async fn a_client_that_leaves_mid_stream_comes_back_to_every_event_it_missed(poo
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_run_interrupted_while_it_runs_ends_its_stream_once_and_writes_nothing_more(pool: PgPool) {
+    // The first model answer takes 2 s: the cancel comes while it is still thinking, even on
+    // a busy machine.
     let script = r#"
 draft_reply:
-  - { text: "First draft.", delay_ms: 400 }
+  - { text: "First draft.", delay_ms: 2000 }
   - "Second draft."
 "#;
     let api = api_with(&pool, &fixture(), script).await;
@@ -680,7 +682,7 @@ draft_reply:
         joined.json
     );
     // Let the first run's model answer and its worker find it cancelled.
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
     let cancelled = api.get(&format!("{runs}/{first}"), &ada).await;
     assert_eq!(cancelled.json["status"], "cancelled");
     let stream = api
