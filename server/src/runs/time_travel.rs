@@ -72,10 +72,18 @@ impl Runs {
         Ok(engine::diff::diff(self.store(), (a, &graph_a), (b, &graph_b)).await?)
     }
 
-    /// Writes `values` to `user`'s idle thread as one log entry; returns its `seq`.
+    /// Writes `values` to `user`'s idle thread as one log entry; returns its `seq`. Who wrote
+    /// it goes to the audit log, with the entry and the fields.
     pub async fn update_state(&self, user: i64, thread: Uuid, values: State) -> Result<i64, RunsError> {
         self.thread(user, thread).await?;
-        Ok(self.worker.update_state(thread, values).await?)
+        let fields: Vec<String> = values.keys().cloned().collect();
+        let seq = self.worker.update_state(thread, values).await?;
+        let mut conn = self.store().pool().acquire().await.map_err(StoreError::from)?;
+        let detail = serde_json::json!({ "thread": thread, "seq": seq, "fields": fields });
+        crate::finance::audit::record(&mut conn, user, "update_state", "thread", None, detail)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(seq)
     }
 
     /// Makes a thread the engine just created `user`'s.

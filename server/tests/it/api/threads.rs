@@ -291,6 +291,17 @@ async fn a_run_is_streamed_resumed_after_a_disconnect_interrupted_and_answered(p
         .get(&format!("/api/threads/{thread}/history?limit=1"), &ada)
         .await;
     assert_eq!(latest.json[0]["nodes"], json!(["update_state"]));
+    let (who, detail): (i64, Value) = sqlx::query_as(
+        "SELECT user_id, detail FROM audit_log WHERE action = 'update_state' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(who, ada.id);
+    assert_eq!(
+        detail,
+        json!({"thread": thread, "seq": latest.json[0]["seq"], "fields": ["sent"]})
+    );
     let wrong = api
         .post(
             &format!("/api/threads/{thread}/state"),
