@@ -24,6 +24,11 @@ pub(super) async fn api_with_assistant(pool: &PgPool, script: &str) -> Api {
 
 /// The repository's graphs with `script` as the models' replies and the SQL sandbox on `pool`.
 pub(crate) async fn assistant(pool: &PgPool, script: &str) -> Assistant {
+    limited_assistant(pool, script, 100).await
+}
+
+/// [`assistant`] allowing each user `turns_per_minute` messages a minute.
+async fn limited_assistant(pool: &PgPool, script: &str, turns_per_minute: u32) -> Assistant {
     let role = PgPoolOptions::new()
         .max_connections(2)
         .connect_with(pool.connect_options().as_ref().clone().username(ROLE))
@@ -37,7 +42,7 @@ pub(crate) async fn assistant(pool: &PgPool, script: &str) -> Assistant {
         Arc::new(Scripted::parse(script).unwrap()),
         pool.clone(),
         Some(Arc::new(sandbox)),
-        100,
+        turns_per_minute,
     )
     .unwrap()
 }
@@ -509,4 +514,54 @@ async fn a_question_the_conversation_moved_on_from_is_not_answered_by_a_later_ok
     assert!(super::makers::goals(&api, &ada).await.is_empty());
     let kept = messages(&api, &ada, &conversation).await;
     assert_eq!(kept[1]["data"]["confirmation"], said[0].1);
+}
+
+const GREETINGS: &str = r#"
+route_turn:
+  - json: { route: conversation, instruction: "" }
+  - json: { route: conversation, instruction: "" }
+  - json: { route: conversation, instruction: "" }
+reply: ["Hi!", "Hi again!", "Hello, Bob!"]
+"#;
+
+#[sqlx::test(migrations = "../migrations")]
+async fn each_user_has_a_rate_limit_on_the_assistant_and_the_makers(pool: PgPool) {
+    let config = ApiConfig {
+        assistant: Some(Arc::new(limited_assistant(&pool, GREETINGS, 2).await)),
+        ..ApiConfig::default()
+    };
+    let api = Api::with_config(pool.clone(), &config);
+    let ada = api.register("ada@example.com").await;
+    let bob = api.register("bob@example.com").await;
+    for hello in ["Hello", "Hello again"] {
+        let reply = api
+            .post("/api/personal_assistant/analyze", &ada, json!({"query": hello}))
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.json);
+    }
+    let third = api
+        .post(
+            "/api/personal_assistant/analyze",
+            &ada,
+            json!({"query": "And again"}),
+        )
+        .await;
+    assert_eq!((third.status, &third.json["code"]), (429, &json!("rate_limited")));
+    assert!(third.headers.contains_key("retry-after"), "{:?}", third.headers);
+    let maker = api
+        .post(
+            "/api/personal_assistant/goals/assist",
+            &ada,
+            json!({"user_request": "A goal"}),
+        )
+        .await;
+    assert_eq!(maker.status, 429, "the makers share the limit: {:?}", maker.json);
+    // Another user is not held back by Ada's messages.
+    let other = api
+        .post("/api/personal_assistant/analyze", &bob, json!({"query": "Hello"}))
+        .await;
+    assert_eq!(
+        (other.status, &other.json["final_output"]),
+        (200, &json!("Hello, Bob!"))
+    );
 }
