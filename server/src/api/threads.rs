@@ -47,7 +47,7 @@ impl ThreadsApi {
             .runs()?
             .create_thread(auth.0.user_id, graph, metadata)
             .await;
-        Ok(Created::Created(Json(thread.map_err(runs_error)?.into())))
+        Ok(Created::Created(Json(thread?.into())))
     }
 
     /// The caller's threads, newest first, filtered by metadata and status.
@@ -70,8 +70,7 @@ impl ThreadsApi {
                 limit,
                 search.offset.unwrap_or(0).max(0),
             )
-            .await
-            .map_err(runs_error)?;
+            .await?;
         Ok(Json(found.into_iter().map(Thread::from).collect()))
     }
 
@@ -79,14 +78,13 @@ impl ThreadsApi {
     #[oai(path = "/:thread_id", method = "get")]
     async fn get(&self, auth: Auth, thread_id: Path<Uuid>) -> Result<Json<Thread>, ApiError> {
         let thread = self.0.runs()?.thread(auth.0.user_id, thread_id.0).await;
-        Ok(Json(thread.map_err(runs_error)?.into()))
+        Ok(Json(thread?.into()))
     }
 
     /// Deletes one of the caller's threads, its runs (an open one is cancelled) and its log.
     #[oai(path = "/:thread_id", method = "delete")]
     async fn delete(&self, auth: Auth, thread_id: Path<Uuid>) -> Result<(), ApiError> {
-        let deleted = self.0.runs()?.delete_thread(auth.0.user_id, thread_id.0).await;
-        deleted.map_err(runs_error)
+        Ok(self.0.runs()?.delete_thread(auth.0.user_id, thread_id.0).await?)
     }
 
     /// A thread's state: now, or after log entry `checkpoint`.
@@ -102,7 +100,7 @@ impl ThreadsApi {
             .runs()?
             .state(auth.0.user_id, thread_id.0, checkpoint.0)
             .await;
-        Ok(Json(state.map_err(runs_error)?.into()))
+        Ok(Json(state?.into()))
     }
 
     /// Writes fields of an idle thread's state, as one log entry (`update_state`).
@@ -116,10 +114,8 @@ impl ThreadsApi {
         let runs = self.0.runs()?;
         let values = body.value.values.into_iter().collect();
         let user = auth.0.user_id;
-        runs.update_state(user, thread_id.0, values)
-            .await
-            .map_err(runs_error)?;
-        let state = runs.state(user, thread_id.0, None).await.map_err(runs_error)?;
+        runs.update_state(user, thread_id.0, values).await?;
+        let state = runs.state(user, thread_id.0, None).await?;
         Ok(Json(state.into()))
     }
 
@@ -140,8 +136,7 @@ impl ThreadsApi {
             .0
             .runs()?
             .history(auth.0.user_id, thread_id.0, limit, before.0)
-            .await
-            .map_err(runs_error)?;
+            .await?;
         Ok(Json(
             entries
                 .into_iter()
@@ -199,9 +194,7 @@ impl ThreadsApi {
     #[oai(path = "/:thread_id/runs", method = "get")]
     async fn list_runs(&self, auth: Auth, thread_id: Path<Uuid>) -> Result<Json<Vec<Run>>, ApiError> {
         let runs = self.0.runs()?.runs(auth.0.user_id, thread_id.0).await;
-        Ok(Json(
-            runs.map_err(runs_error)?.into_iter().map(Run::from).collect(),
-        ))
+        Ok(Json(runs?.into_iter().map(Run::from).collect()))
     }
 
     /// One run of the thread.
@@ -213,7 +206,7 @@ impl ThreadsApi {
         run_id: Path<Uuid>,
     ) -> Result<Json<Run>, ApiError> {
         let run = self.0.runs()?.run(auth.0.user_id, thread_id.0, run_id.0).await;
-        Ok(Json(run.map_err(runs_error)?.into()))
+        Ok(Json(run?.into()))
     }
 
     /// Cancels a run that has not ended; a running one stops at its next step.
@@ -225,7 +218,7 @@ impl ThreadsApi {
         run_id: Path<Uuid>,
     ) -> Result<Json<Run>, ApiError> {
         let run = self.0.runs()?.cancel(auth.0.user_id, thread_id.0, run_id.0).await;
-        Ok(Json(run.map_err(runs_error)?.into()))
+        Ok(Json(run?.into()))
     }
 
     /// Waits until a run stops, then returns it with the thread's state.
@@ -249,11 +242,7 @@ impl ThreadsApi {
         stream_mode: Query<Option<String>>,
         #[oai(name = "Last-Event-ID")] last_event_id: Header<Option<String>>,
     ) -> Result<Stream, ApiError> {
-        self.0
-            .runs()?
-            .run(auth.0.user_id, thread_id.0, run_id.0)
-            .await
-            .map_err(runs_error)?;
+        self.0.runs()?.run(auth.0.user_id, thread_id.0, run_id.0).await?;
         let modes = modes(
             stream_mode
                 .0
@@ -282,7 +271,7 @@ impl ThreadsApi {
         let (user, thread, run) = (auth.0.user_id, thread_id.0, run_id.0);
         let answers = match (body.value.answer, body.value.answers) {
             (Some(answer), None) => {
-                let state = runs.state(user, thread, None).await.map_err(runs_error)?;
+                let state = runs.state(user, thread, None).await?;
                 let ids: Vec<String> = state
                     .interrupts
                     .as_array()
@@ -311,7 +300,7 @@ impl ThreadsApi {
             }
         };
         let resumed = runs.resume(user, thread, run, answers).await;
-        Ok(Json(resumed.map_err(runs_error)?.into()))
+        Ok(Json(resumed?.into()))
     }
 }
 
@@ -325,20 +314,14 @@ impl ThreadsApi {
         };
         let input = new.input.unwrap_or_default().into_iter().collect();
         let context = new.context.unwrap_or_default().into_iter().collect();
-        self.0
-            .runs()?
-            .start(auth.0.user_id, thread, input, context, policy)
-            .await
-            .map_err(runs_error)
+        let runs = self.0.runs()?;
+        Ok(runs.start(auth.0.user_id, thread, input, context, policy).await?)
     }
 
     async fn joined(&self, auth: &Auth, thread: Uuid, run: Uuid) -> Result<Json<RunResult>, ApiError> {
         let runs = self.0.runs()?;
-        let row = runs.join(auth.0.user_id, thread, run).await.map_err(runs_error)?;
-        let state = runs
-            .state(auth.0.user_id, thread, None)
-            .await
-            .map_err(runs_error)?;
+        let row = runs.join(auth.0.user_id, thread, run).await?;
+        let state = runs.state(auth.0.user_id, thread, None).await?;
         Ok(Json(RunResult {
             run: row.into(),
             state: state.into(),
@@ -387,24 +370,26 @@ fn modes(asked: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     Ok(modes)
 }
 
-pub(super) fn runs_error(err: RunsError) -> ApiError {
-    match err {
-        RunsError::NotFound(what) => ApiError::NotFound { what },
-        RunsError::Busy { run } => ApiError::Conflict {
-            code: "thread_busy",
-            detail: format!(
-                "the thread has a run that has not ended (`{run}`); wait for it, or send `multitask_strategy`"
-            ),
-        },
-        RunsError::Invalid(detail) => ApiError::Unprocessable {
-            code: "invalid_run",
-            detail,
-        },
-        RunsError::Conflict(detail) => ApiError::Conflict {
-            code: "run_conflict",
-            detail,
-        },
-        RunsError::Store(err) => ApiError::Internal(err.into()),
-        RunsError::Worker(err) => ApiError::Internal(err.into()),
+impl From<RunsError> for ApiError {
+    fn from(err: RunsError) -> ApiError {
+        match err {
+            RunsError::NotFound(what) => ApiError::NotFound { what },
+            RunsError::Busy { run } => ApiError::Conflict {
+                code: "thread_busy",
+                detail: format!(
+                    "the thread has a run that has not ended (`{run}`); wait for it, or send `multitask_strategy`"
+                ),
+            },
+            RunsError::Invalid(detail) => ApiError::Unprocessable {
+                code: "invalid_run",
+                detail,
+            },
+            RunsError::Conflict(detail) => ApiError::Conflict {
+                code: "run_conflict",
+                detail,
+            },
+            RunsError::Store(err) => ApiError::Internal(err.into()),
+            RunsError::Worker(err) => ApiError::Internal(err.into()),
+        }
     }
 }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::auth::Auth;
 use super::input::Input;
-use super::threads::{Thread, runs_error};
+use super::threads::Thread;
 use super::{ApiError, Created, Ctx, Tag};
 
 pub(crate) struct TimeTravelApi(pub(crate) Ctx);
@@ -87,7 +87,7 @@ impl TimeTravelApi {
             .runs()?
             .replay_check(auth.0.user_id, thread_id.0, body.value.from)
             .await;
-        Ok(Json(match replayed.map_err(runs_error)? {
+        Ok(Json(match replayed? {
             Replayed::Same { runs, steps } => ReplayReport {
                 same: true,
                 runs: Some(runs as i64),
@@ -114,7 +114,7 @@ impl TimeTravelApi {
     ) -> Result<Created<WhatIfReport>, ApiError> {
         let from = body.value.from.unwrap_or(0);
         let made = self.0.runs()?.what_if(auth.0.user_id, thread_id.0, from).await;
-        let (made, thread) = made.map_err(runs_error)?;
+        let (made, thread) = made?;
         Ok(Created::Created(Json(WhatIfReport {
             thread: thread.into(),
             runs: made.runs as i64,
@@ -141,7 +141,7 @@ impl TimeTravelApi {
             .runs()?
             .fork(auth.0.user_id, thread_id.0, request.checkpoint, edits)
             .await;
-        Ok(Created::Created(Json(fork.map_err(runs_error)?.into())))
+        Ok(Created::Created(Json(fork?.into())))
     }
 
     /// What differs from this thread's state (at `checkpoint`) to another's (`with`, at
@@ -163,12 +163,7 @@ impl TimeTravelApi {
             thread: with.0.unwrap_or(thread_id.0),
             at: with_checkpoint.0,
         };
-        let changes = self
-            .0
-            .runs()?
-            .diff(auth.0.user_id, a, b)
-            .await
-            .map_err(runs_error)?;
+        let changes = self.0.runs()?.diff(auth.0.user_id, a, b).await?;
         Ok(Json(
             changes
                 .into_iter()
